@@ -1,0 +1,54 @@
+"""migdash: a web dashboard for overseeing Alembic migrations across many databases."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+__version__ = "0.1.0"
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def resource_dir(name: str) -> Path:
+    """``templates``/``static``: inside the package in a wheel, beside it in a checkout."""
+    packaged = PACKAGE_DIR / name
+    return packaged if packaged.is_dir() else PACKAGE_DIR.parent / name
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the Flask app; connects to nothing and runs no migrations."""
+    from migdash.config import load_settings, validate
+    from migdash.extensions import csrf, htmx, login_manager
+    from migdash.services import build_services
+    from migdash.web import register_web
+
+    settings = load_settings(os.environ, config)
+    validate(settings)
+    app = Flask(
+        "migdash",
+        instance_path=settings["MIGDASH_INSTANCE"],
+        template_folder=str(resource_dir("templates")),
+        static_folder=str(resource_dir("static")),
+    )
+    app.config.update(
+        SECRET_KEY=settings["MIGDASH_SECRET_KEY"] or os.urandom(32).hex(),
+        TESTING=bool(settings["TESTING"]),
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=bool(settings["MIGDASH_SECURE_COOKIES"]),
+        REMEMBER_COOKIE_HTTPONLY=True,
+        REMEMBER_COOKIE_SAMESITE="Lax",
+        WTF_CSRF_TIME_LIMIT=None,
+    )
+    app.config.update({k: v for k, v in settings.items() if k.startswith(("MIGDASH_", "WTF_"))})
+    login_manager.init_app(app)
+    csrf.init_app(app)
+    htmx.init_app(app)
+    app.extensions["migdash"] = build_services(settings)
+    register_web(app)
+    return app

@@ -1,0 +1,74 @@
+"""The ``migdash`` group and what every command shares: errors, JSON, the store."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+from flask import Flask
+from flask.cli import FlaskGroup
+from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.orm import Session
+
+from migdash import create_app
+from migdash.config import ensure_instance
+from migdash.errors import MigdashError
+from migdash.services import Services, services_of
+from migdash.store.session import schema_is_current, upgrade_schema
+
+
+def _create_cli_app() -> Flask:
+    ensure_instance(Path(os.environ.get("MIGDASH_INSTANCE", "instance")).expanduser().resolve())
+    return create_app()
+
+
+class MigdashGroup(FlaskGroup):
+    """Flask's CLI group, with migdash errors shown as a message and a hint, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except MigdashError as exc:
+            hint = f"\n  hint: {exc.hint}" if exc.hint else ""
+            raise click.ClickException(f"{exc.message}{hint}") from exc
+        except (OperationalError, ProgrammingError) as exc:
+            raise click.ClickException(
+                f"the metadata database cannot be used: {str(exc.orig).splitlines()[0]}\n"
+                "  hint: run `migdash db upgrade`, and check MIGDASH_DATABASE_URL"
+            ) from exc
+
+
+@click.group(cls=MigdashGroup, create_app=_create_cli_app, add_default_commands=False,
+             add_version_option=False, load_dotenv=False)
+def main() -> None:
+    """Oversee Alembic migrations across many databases."""
+
+
+def emit(data: Any, as_json: bool, text: str | None = None) -> None:
+    if as_json:
+        click.echo(json.dumps(data, indent=2, default=str))
+    elif text is not None:
+        click.echo(text)
+
+
+@contextmanager
+def store() -> Iterator[tuple[Session, Services]]:
+    """A session on a metadata DB at the current schema (embedded SQLite upgrades itself)."""
+    services = services_of()
+    if not schema_is_current(services.db_engine):
+        if services.db_engine.dialect.name != "sqlite":
+            raise MigdashError(
+                "the metadata database is not at the current schema",
+                hint="run `migdash db upgrade` (once per release) before other commands",
+            )
+        upgrade_schema(services.db_engine)
+    with services.sessions() as session:
+        yield session, services
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")

@@ -1,0 +1,127 @@
+"""Settings: defaults, then ``MIGDASH_*`` environment variables, then the caller's mapping.
+
+Read at call time (inside ``create_app`` and the CLI), never at import, and
+parsed strictly: a bad value stops start-up with a message that says which
+variable and what would be accepted.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from migdash.errors import ConfigError
+
+SECRET_KEY_FILE = "secret_key"
+
+
+def _positive_float(name: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number", hint=f"Set {name} to e.g. 5") from None
+    if not 0 < value <= 3600:
+        raise ConfigError(f"{name}={raw!r} is out of range", hint="Use a number of seconds > 0.")
+    return value
+
+
+def _positive_int(name: str, raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number", hint=f"Set {name} to e.g. 16") from None
+    if value < 1:
+        raise ConfigError(f"{name}={raw!r} must be at least 1")
+    return value
+
+
+def _boolean(name: str, raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ConfigError(f"{name}={raw!r} is not a boolean", hint="Use true or false.")
+
+
+def _text(_name: str, raw: str) -> str:
+    return raw
+
+
+ENVIRONMENT: dict[str, Callable[[str, str], Any]] = {
+    "MIGDASH_INSTANCE": _text,
+    "MIGDASH_DATABASE_URL": _text,
+    "MIGDASH_SECRET_KEY": _text,
+    "MIGDASH_PROBE_TIMEOUT": _positive_float,
+    "MIGDASH_PROBE_WORKERS": _positive_int,
+    "MIGDASH_REFRESH_SECONDS": _positive_int,
+    "MIGDASH_SECURE_COOKIES": _boolean,
+}
+"""Every environment variable migdash reads, with its parser (README lists them all)."""
+
+DEFAULTS: dict[str, Any] = {
+    "MIGDASH_INSTANCE": "instance",
+    "MIGDASH_DATABASE_URL": None,
+    "MIGDASH_SECRET_KEY": None,
+    "MIGDASH_PROBE_TIMEOUT": 5.0,
+    "MIGDASH_PROBE_WORKERS": 16,
+    "MIGDASH_REFRESH_SECONDS": 30,
+    "MIGDASH_SECURE_COOKIES": False,
+    "TESTING": False,
+}
+
+
+def load_settings(
+    environ: Mapping[str, str], overrides: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Merge defaults, ``MIGDASH_*`` from *environ*, then *overrides*; fill derived values."""
+    settings = dict(DEFAULTS)
+    for name, parse in ENVIRONMENT.items():
+        if name in environ:
+            settings[name] = parse(name, environ[name])
+    settings.update(overrides or {})
+    instance = Path(settings["MIGDASH_INSTANCE"]).expanduser().resolve()
+    settings["MIGDASH_INSTANCE"] = str(instance)
+    if not settings["MIGDASH_DATABASE_URL"]:
+        settings["MIGDASH_DATABASE_URL"] = f"sqlite:///{instance / 'migdash.db'}"
+    if not settings["MIGDASH_SECRET_KEY"]:
+        settings["MIGDASH_SECRET_KEY"] = read_secret_key(instance)
+    return settings
+
+
+def validate(settings: Mapping[str, Any]) -> None:
+    """Refuse to start on settings that would misbehave later; say how to fix them."""
+    if not settings.get("MIGDASH_SECRET_KEY") and not settings.get("TESTING"):
+        raise ConfigError(
+            "no secret key: sessions and CSRF tokens cannot be signed",
+            hint="Set MIGDASH_SECRET_KEY (the same value for every gunicorn worker), or run "
+            "`migdash db upgrade` once, which writes one to the instance folder.",
+        )
+    url = str(settings["MIGDASH_DATABASE_URL"])
+    if "://" not in url:
+        raise ConfigError(
+            f"MIGDASH_DATABASE_URL={url!r} is not a database URL",
+            hint="e.g. postgresql+psycopg://migdash:secret@db/migdash",
+        )
+
+
+def read_secret_key(instance: Path) -> str | None:
+    path = instance / SECRET_KEY_FILE
+    return path.read_text().strip() if path.is_file() else None
+
+
+def ensure_instance(instance: Path) -> None:
+    """Create the instance folder and its secret key file (0600) if missing.
+
+    Called by the CLI before it builds the app, never by ``create_app``, so
+    the factory stays free of side effects.
+    """
+    instance.mkdir(parents=True, exist_ok=True)
+    path = instance / SECRET_KEY_FILE
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(48))

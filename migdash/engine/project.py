@@ -1,0 +1,128 @@
+"""Open an Alembic project (script directory) by path, without running env.py.
+
+migdash reads projects through Alembic's own ``ScriptDirectory``; this module
+builds the programmatic ``Config`` it needs and turns every way a project can
+be broken into one :class:`~migdash.errors.BrokenProject` that names the file
+and the cause, so one broken project never takes the others down.
+"""
+
+from __future__ import annotations
+
+import re
+import traceback
+import warnings
+from pathlib import Path
+
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+from alembic.script.revision import RevisionMap
+from alembic.util import CommandError
+
+from migdash.errors import BrokenProject
+
+_REVISION_ASSIGNMENT = re.compile(
+    r"""^revision\s*(?::\s*[\w\[\], |]+)?\s*=\s*['"]([^'"]+)['"]""", re.MULTILINE
+)
+_QUOTED_ID = re.compile(r"'([^']+)'|\b([0-9a-f]{4,})\b")
+
+
+def alembic_config(location: str | Path) -> Config:
+    """Build the Alembic ``Config`` for a project given as a folder or an ``alembic.ini``.
+
+    A folder holding ``env.py`` is the script directory itself; a folder
+    holding ``alembic.ini`` (or the ini file) is read the way the CLI would,
+    so ``version_locations`` and ``%(here)s`` keep working.
+    """
+    path = Path(location)
+    if path.is_file():
+        return Config(str(path))
+    if not path.exists():
+        raise BrokenProject(str(location), "the folder does not exist")
+    if (path / "env.py").exists() or (path / "versions").is_dir():
+        config = Config()
+        config.set_main_option("script_location", str(path))
+        return config
+    if (path / "alembic.ini").is_file():
+        return Config(str(path / "alembic.ini"))
+    raise BrokenProject(
+        str(location),
+        "no env.py, versions/ folder or alembic.ini found here; "
+        "point the project at its Alembic script directory",
+    )
+
+
+def open_project(location: str | Path) -> ScriptDirectory:
+    """Return the project's ``ScriptDirectory`` with its revision map fully loaded.
+
+    Loading imports every revision file, which is where syntax errors, import
+    errors, missing down_revisions and cycles surface; each becomes a
+    :class:`BrokenProject`.
+    """
+    try:
+        script_dir = ScriptDirectory.from_config(alembic_config(location))
+    except CommandError as exc:
+        raise BrokenProject(str(location), str(exc)) from exc
+    load_revision_map(script_dir, str(location))
+    return script_dir
+
+
+def load_revision_map(script_dir: ScriptDirectory, location: str) -> RevisionMap:
+    """Force Alembic to load and validate every revision, translating failures."""
+    revision_map = script_dir.revision_map
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            revision_map.heads  # noqa: B018 - loads, links and cycle-checks the map
+    except BrokenProject:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure in user code is a broken project
+        raise diagnose_load_failure(exc, script_dir, location) from exc
+    return revision_map
+
+
+def version_folders(script_dir: ScriptDirectory) -> list[Path]:
+    """The folders Alembic reads revision files from, in its order."""
+    return [Path(p) for p in script_dir._version_locations]  # noqa: SLF001 - no public accessor
+
+
+def diagnose_load_failure(
+    exc: BaseException, script_dir: ScriptDirectory, location: str
+) -> BrokenProject:
+    """Name the file to blame for a failed load, and say why in one line."""
+    folders = [p.resolve() for p in version_folders(script_dir)]
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return BrokenProject(
+            location,
+            f"syntax error on line {exc.lineno}: {exc.msg}",
+            file=exc.filename,
+        )
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        frame_path = Path(frame.filename).resolve()
+        if any(folder in frame_path.parents for folder in folders):
+            return BrokenProject(
+                location,
+                f"{type(exc).__name__} on line {frame.lineno}: {exc}",
+                file=str(frame_path),
+            )
+    files = _files_by_revision(folders)
+    mentioned = [a or b for a, b in _QUOTED_ID.findall(str(exc))]
+    blamed = [files[rev] for rev in mentioned if rev in files]
+    reason = str(exc)
+    if "Cycle" in type(exc).__name__ or "cycle" in reason.lower():
+        reason = f"the revision graph has a cycle: {reason}"
+    return BrokenProject(location, reason, file=blamed[-1] if blamed else None)
+
+
+def _files_by_revision(folders: list[Path]) -> dict[str, str]:
+    """Map revision id to file by reading the ``revision = ...`` line.
+
+    Used only to name a file in an error message, after Alembic itself has
+    failed to link the map, so it reads text rather than importing again.
+    """
+    found: dict[str, str] = {}
+    for folder in folders:
+        for path in sorted(folder.rglob("*.py")):
+            match = _REVISION_ASSIGNMENT.search(path.read_text(errors="replace"))
+            if match:
+                found[match.group(1)] = str(path)
+    return found

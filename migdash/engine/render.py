@@ -1,0 +1,164 @@
+"""Draw a revision graph as DOT, and as SVG through Graphviz's ``dot``.
+
+Long linear runs are collapsed into one "N revisions" node, so a project
+with a thousand revisions still draws as a readable picture: only heads,
+bases, branch points, merge points, labelled revisions and revisions where a
+target sits are drawn individually.  Every label goes through
+``graphviz.escape`` and ``dot`` itself escapes text in SVG, so a revision
+message cannot inject markup.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import graphviz
+
+from migdash.engine.graph import RevisionGraph
+from migdash.errors import GraphvizUnavailable
+
+MAX_LABEL = 48
+
+
+@dataclass(frozen=True)
+class Marker:
+    """A target drawn next to the revision it sits at."""
+
+    name: str
+    state: str
+    href: str | None = None
+
+
+def build_dot(
+    graph: RevisionGraph,
+    markers: Mapping[str, Sequence[Marker]] | None = None,
+    *,
+    revision_href: Callable[[str], str] | None = None,
+    collapse: bool = True,
+) -> graphviz.Digraph:
+    """The graph as a ``graphviz.Digraph`` (bottom: bases, top: heads, like ``alembic history``)."""
+    markers = markers or {}
+    keep = _kept_revisions(graph, markers) if collapse else set(graph.nodes)
+    dot = graphviz.Digraph("revisions", graph_attr={"rankdir": "BT", "bgcolor": "transparent"})
+    dot.attr("node", shape="box", style="rounded,filled", fillcolor="#ffffff", fontname="sans-serif",
+             fontsize="10")
+    dot.attr("edge", arrowsize="0.6")
+    for revision in graph.history:
+        if revision in keep:
+            _draw_revision(dot, graph, revision, revision_href)
+    for source, target, hidden in _edges(graph, keep):
+        if hidden:
+            run_id = f"run_{source}_{target}"
+            dot.node(run_id, label=f"… {hidden} revisions …", shape="plaintext", fontcolor="#666666")
+            dot.edge(source, run_id)
+            dot.edge(run_id, target)
+        else:
+            dot.edge(source, target)
+    for revision, targets in markers.items():
+        if revision in graph.nodes:
+            for marker in targets:
+                _draw_marker(dot, revision, marker)
+    return dot
+
+
+def render_svg(dot: graphviz.Digraph, *, timeout: float = 30.0) -> str:
+    """Run ``dot -Tsvg`` and return the ``<svg>`` element alone, ready to inline."""
+    executable = shutil.which("dot")
+    if executable is None:
+        raise GraphvizUnavailable("Graphviz 'dot' is not installed, so the graph cannot be drawn")
+    result = subprocess.run(  # noqa: S603 - fixed argv, DOT on stdin
+        [executable, "-Tsvg"], input=dot.source.encode(), capture_output=True, timeout=timeout,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise GraphvizUnavailable(f"dot failed: {result.stderr.decode(errors='replace')[:300]}")
+    svg = result.stdout.decode()
+    return svg[svg.index("<svg"):]
+
+
+def graph_json(graph: RevisionGraph) -> dict[str, object]:
+    """A plain-data view of the graph for ``graph --format json`` and the API."""
+    return {
+        "heads": list(graph.heads),
+        "bases": list(graph.bases),
+        "branch_points": list(graph.branch_points),
+        "merge_points": list(graph.merge_points),
+        "revisions": [
+            {
+                "revision": rev,
+                "down_revisions": list(graph.nodes[rev].down_revisions),
+                "depends_on": list(graph.nodes[rev].depends_on),
+                "branch_labels": list(graph.nodes[rev].branch_labels),
+                "message": graph.nodes[rev].message,
+            }
+            for rev in graph.history
+        ],
+    }
+
+
+def _kept_revisions(graph: RevisionGraph, markers: Mapping[str, Sequence[Marker]]) -> set[str]:
+    keep = set(markers) & set(graph.nodes)
+    for rev, node in graph.nodes.items():
+        if (
+            node.is_head or node.is_base or node.is_branch_point or node.is_merge_point
+            or node.branch_labels or node.depends_on or len(node.children) != 1
+        ):
+            keep.add(rev)
+    return keep
+
+
+def _edges(graph: RevisionGraph, keep: set[str]) -> list[tuple[str, str, int]]:
+    """Edges between kept revisions; a run of hidden ones becomes a count."""
+    edges = []
+    for rev in keep:
+        for parent in graph.nodes[rev].down_revisions + graph.nodes[rev].depends_on:
+            hidden = 0
+            while parent not in keep:
+                hidden += 1
+                parent = graph.nodes[parent].down_revisions[0]
+            edges.append((parent, rev, hidden))
+    return sorted(edges)
+
+
+def _draw_revision(
+    dot: graphviz.Digraph, graph: RevisionGraph, revision: str,
+    revision_href: Callable[[str], str] | None,
+) -> None:
+    node = graph.nodes[revision]
+    message = node.message if len(node.message) <= MAX_LABEL else node.message[: MAX_LABEL - 1] + "…"
+    lines = [revision[:12], message]
+    if node.branch_labels:
+        lines.append("[" + ", ".join(node.branch_labels) + "]")
+    attrs = {"tooltip": graphviz.escape(f"{revision}: {node.message}")}
+    if revision_href is not None:
+        attrs["href"] = revision_href(revision)
+        attrs["target"] = "_top"
+    if node.is_head:
+        attrs.update(fillcolor="#e6f4ea", penwidth="2")
+    label = "\\n".join(graphviz.escape(line) for line in lines)
+    dot.node(revision, label=label, **attrs)
+
+
+def _draw_marker(dot: graphviz.Digraph, revision: str, marker: Marker) -> None:
+    marker_id = "marker_" + hashlib.sha1(marker.name.encode()).hexdigest()[:12]  # noqa: S324
+    attrs = {"shape": "cds", "style": "filled", "fillcolor": _STATE_COLOURS.get(marker.state, "#dddddd"),
+             "fontsize": "9", "tooltip": graphviz.escape(f"{marker.name}: {marker.state}")}
+    if marker.href:
+        attrs["href"] = marker.href
+        attrs["target"] = "_top"
+    dot.node(marker_id, label=graphviz.escape(marker.name), **attrs)
+    dot.edge(marker_id, revision, style="dashed", arrowhead="none", constraint="false")
+
+
+_STATE_COLOURS = {
+    "up_to_date": "#b7e1c1",
+    "behind": "#ffe08a",
+    "unknown_revision": "#f4b6b6",
+    "diverged": "#f4b6b6",
+    "failed": "#f4b6b6",
+    "busy": "#b9d3f5",
+}

@@ -1,0 +1,56 @@
+"""Masking of credentials, used by every layer before anything is shown or stored.
+
+A target URL carries a password; it must never reach a page, a log line, a
+snapshot or an error message.  Every layer masks through here, so there is
+one rule for what a masked URL looks like.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+MASK = "***"
+
+
+def mask_url(url: str) -> str:
+    """Return *url* with its password replaced by ``***``.
+
+    Unparseable input is masked wholesale after the scheme, because a string
+    that is not a URL may still hold a secret.
+    """
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        scheme, sep, _ = url.partition("://")
+        return f"{scheme}://{MASK}" if sep else MASK
+    if parsed.password is None:
+        return parsed.render_as_string(hide_password=False)
+    return parsed.set(password=MASK).render_as_string(hide_password=False)
+
+
+def url_secrets(url: str) -> list[str]:
+    """Secrets held by *url* (its password, raw and URL-encoded) for :func:`scrub_text`."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return []
+    if not parsed.password:
+        return []
+    from urllib.parse import quote_plus
+
+    password = str(parsed.password)
+    return sorted({password, quote_plus(password)}, key=len, reverse=True)
+
+
+def scrub_text(text: str, secrets: Iterable[str]) -> str:
+    """Replace every occurrence of each secret in *text* by ``***``.
+
+    Longer secrets go first so that one secret that contains another is
+    removed whole.
+    """
+    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+        text = text.replace(secret, MASK)
+    return text

@@ -1,0 +1,97 @@
+"""What state a target is in: a pure function of the project's graph and the target's probe.
+
+Kept apart from probing so the rules can be tested with no database at all,
+and so a page can re-assess cached probes when the project changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from migdash.engine.graph import RevisionGraph
+from migdash.engine.probe import TargetProbe
+from migdash.errors import MigdashError
+
+
+class TargetState(StrEnum):
+    """The states DESIGN.md names; the UI colours cells by them."""
+
+    UP_TO_DATE = "up_to_date"
+    BEHIND = "behind"
+    UNKNOWN_REVISION = "unknown_revision"
+    DIVERGED = "diverged"
+    UNINITIALISED = "uninitialised"
+    UNREACHABLE = "unreachable"
+    BROKEN_PROJECT = "broken_project"
+    BUSY = "busy"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class TargetStatus:
+    """A target's state, as the overview, the target page and ``status --json`` show it."""
+
+    state: TargetState
+    current: tuple[str, ...]
+    heads: tuple[str, ...]
+    pending: tuple[str, ...]
+    """Revisions an upgrade to the tracked head(s) would apply, in apply order."""
+    error: str | None = None
+
+
+def pending_revisions(
+    graph: RevisionGraph, current: Sequence[str], track: str = "heads"
+) -> tuple[str, ...]:
+    """Revisions ``alembic upgrade <track>`` would apply from *current*, in apply order."""
+    return tuple(graph.upgrade_path(current, track))
+
+
+def assess_target(
+    graph: RevisionGraph | None,
+    probe: TargetProbe,
+    *,
+    track: str = "heads",
+    project_error: str | None = None,
+) -> TargetStatus:
+    """Combine a probe with the project's graph into a :class:`TargetStatus`.
+
+    ``graph`` is None when the project cannot be loaded; the target's own
+    revision is still reported, with the project's error.
+    """
+    if probe.error is not None:
+        return TargetStatus(TargetState.UNREACHABLE, (), (), (), probe.error)
+    if graph is None:
+        return TargetStatus(TargetState.BROKEN_PROJECT, probe.current, (), (), project_error)
+    heads = graph.resolve_quietly(track)
+    if not probe.has_version_table:
+        return TargetStatus(
+            TargetState.UNINITIALISED, (), heads, pending_revisions(graph, (), track)
+        )
+    unknown = [rev for rev in probe.current if rev not in graph.nodes]
+    if unknown:
+        return TargetStatus(
+            TargetState.UNKNOWN_REVISION,
+            probe.current,
+            heads,
+            (),
+            f"the database is at {', '.join(unknown)}, which this project does not contain "
+            "(applied from a newer or different branch of the code?)",
+        )
+    try:
+        tracked_mask = graph.ancestor_mask(graph.resolve(track))
+    except MigdashError as exc:
+        return TargetStatus(TargetState.DIVERGED, probe.current, heads, (), str(exc))
+    off_track = [rev for rev in probe.current if not graph.in_mask(tracked_mask, rev)]
+    if off_track:
+        return TargetStatus(
+            TargetState.DIVERGED,
+            probe.current,
+            heads,
+            (),
+            f"{', '.join(off_track)} is not on the way to {track}",
+        )
+    pending = pending_revisions(graph, probe.current, track)
+    state = TargetState.BEHIND if pending else TargetState.UP_TO_DATE
+    return TargetStatus(state, probe.current, heads, pending)

@@ -1,0 +1,216 @@
+"""Probe targets, judge their state against their project's graph, and keep snapshots.
+
+This is the one place where the engine (graphs, probes) meets the store
+(targets, snapshots); the overview, the target page, ``migdash status`` and
+``migdash current`` all go through :func:`refresh_status` or
+:func:`cached_status`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from migdash.engine.catalog import GraphCatalog
+from migdash.engine.graph import RevisionGraph
+from migdash.engine.probe import ProbePool, ProbeRequest, TargetProbe, VersionTable
+from migdash.engine.scrub import scrub_text, url_secrets
+from migdash.engine.state import TargetState, TargetStatus, assess_target
+from migdash.errors import BrokenProject
+from migdash.store.models import Project, Snapshot, Target, utcnow
+from migdash.store.queries import latest_snapshots
+
+
+@dataclass(frozen=True)
+class TargetReport:
+    """One target's status with what it belongs to, ready for a page or JSON."""
+
+    target: str
+    project: str
+    environment: str
+    status: TargetStatus
+    checked_at: datetime | None
+    target_id: int = 0
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "project": self.project,
+            "environment": self.environment,
+            "target": self.target,
+            "state": self.status.state.value,
+            "current": list(self.status.current),
+            "heads": list(self.status.heads),
+            "pending": list(self.status.pending),
+            "error": self.status.error,
+            "checked_at": self.checked_at.isoformat() + "Z" if self.checked_at else None,
+        }
+
+
+def project_graph(catalog: GraphCatalog, project: Project) -> tuple[RevisionGraph | None, str | None]:
+    """The project's graph, or None and the reason it cannot be loaded."""
+    try:
+        return catalog.graph(project.script_location), None
+    except BrokenProject as exc:
+        return None, str(exc)
+
+
+def probe_request(target: Target) -> ProbeRequest:
+    """What to probe for *target*: its URL and its (possibly overridden) version table."""
+    return ProbeRequest(
+        url=target.url,
+        version_table=VersionTable(
+            name=target.version_table or target.project.version_table,
+            schema=target.version_table_schema or target.project.version_table_schema,
+        ),
+    )
+
+
+def refresh_status(
+    session: Session,
+    catalog: GraphCatalog,
+    pool: ProbePool,
+    targets: Sequence[Target],
+    *,
+    max_age: timedelta | None = None,
+) -> list[TargetReport]:
+    """Probe *targets* (all, or only those whose snapshot is older than *max_age*) and record.
+
+    Probes run concurrently on the pool's deadline; each result is judged
+    against its project's cached graph and stored as a snapshot.  The caller
+    commits.
+    """
+    now = utcnow()
+    snapshots = latest_snapshots(session, [t.id for t in targets])
+    stale = [
+        t for t in targets
+        if max_age is None or t.id not in snapshots or now - snapshots[t.id].checked_at > max_age
+    ]
+    probes = dict(zip((t.id for t in stale), pool.probe_many([probe_request(t) for t in stale]),
+                      strict=True))
+    graphs: dict[int, tuple[RevisionGraph | None, str | None]] = {}
+    for target in stale:
+        if target.project_id not in graphs:
+            graphs[target.project_id] = project_graph(catalog, target.project)
+        graph, problem = graphs[target.project_id]
+        status = assess_target(graph, probes[target.id], track=target.project.track,
+                               project_error=problem)
+        snapshots[target.id] = record_snapshot(session, target, status, probes[target.id],
+                                               snapshots.get(target.id), now)
+    session.flush()
+    return [report_from_snapshot(t, snapshots[t.id]) for t in targets]
+
+
+def cached_status(session: Session, targets: Sequence[Target]) -> list[TargetReport]:
+    """Reports from the latest snapshots only (no probing); unprobed targets say so."""
+    snapshots = latest_snapshots(session, [t.id for t in targets])
+    reports = []
+    for target in targets:
+        snapshot = snapshots.get(target.id)
+        if snapshot is None:
+            status = TargetStatus(TargetState.UNREACHABLE, (), (), (), "not probed yet")
+            reports.append(TargetReport(target.name, target.project.name, target.environment.name,
+                                        status, None, target.id))
+        else:
+            reports.append(report_from_snapshot(target, snapshot))
+    return reports
+
+
+def record_snapshot(
+    session: Session,
+    target: Target,
+    status: TargetStatus,
+    probe: TargetProbe,
+    previous: Snapshot | None,
+    now: datetime,
+) -> Snapshot:
+    """Store *status*; an unchanged state only moves the previous row's ``checked_at``."""
+    error = scrub_text(status.error, url_secrets(target.url)) if status.error else None
+    fields = {
+        "state": status.state.value,
+        "current": list(status.current),
+        "heads": list(status.heads),
+        "pending": list(status.pending),
+        "error": error,
+    }
+    if previous is not None and all(getattr(previous, k) == v for k, v in fields.items()):
+        previous.checked_at = now
+        previous.elapsed_ms = int(probe.elapsed * 1000)
+        return previous
+    snapshot = Snapshot(target_id=target.id, taken_at=now, checked_at=now,
+                        elapsed_ms=int(probe.elapsed * 1000), **fields)
+    session.add(snapshot)
+    return snapshot
+
+
+def report_from_snapshot(target: Target, snapshot: Snapshot) -> TargetReport:
+    status = TargetStatus(
+        state=TargetState(snapshot.state),
+        current=tuple(snapshot.current),
+        heads=tuple(snapshot.heads),
+        pending=tuple(snapshot.pending),
+        error=snapshot.error,
+    )
+    return TargetReport(target.name, target.project.name, target.environment.name, status,
+                        snapshot.checked_at, target.id)
+
+
+@dataclass(frozen=True)
+class OverviewCell:
+    """The targets of one project in one environment."""
+
+    reports: tuple[TargetReport, ...]
+
+
+@dataclass(frozen=True)
+class OverviewRow:
+    project: Project
+    cells: tuple[OverviewCell, ...]
+    messages: dict[str, str]
+    """Revision id -> message, for the revisions targets in this row sit at."""
+    problem: str | None
+
+
+def build_overview(
+    catalog: GraphCatalog,
+    projects: Sequence[Project],
+    environment_ids: Sequence[int],
+    reports: Sequence[TargetReport],
+    targets: Sequence[Target],
+) -> list[OverviewRow]:
+    """Arrange reports into the projects x environments matrix the overview draws."""
+    placement = {t.id: (t.project_id, t.environment_id) for t in targets}
+    grouped: dict[tuple[int, int], list[TargetReport]] = {}
+    for report in reports:
+        grouped.setdefault(placement[report.target_id], []).append(report)
+    rows = []
+    for project in projects:
+        graph, problem = project_graph(catalog, project)
+        messages: dict[str, str] = {}
+        cells = []
+        for env_id in environment_ids:
+            cell_reports = tuple(grouped.get((project.id, env_id), ()))
+            for report in cell_reports:
+                for rev in report.status.current:
+                    if graph is not None and rev in graph.nodes:
+                        messages[rev] = graph.nodes[rev].message
+            cells.append(OverviewCell(cell_reports))
+        rows.append(OverviewRow(project, tuple(cells), messages, problem))
+    return rows
+
+
+def split_by_applied(
+    graph: RevisionGraph, revision: str, reports: Sequence[TargetReport]
+) -> tuple[list[TargetReport], list[TargetReport]]:
+    """Targets that have *revision* applied (it is at or below their current), and the rest."""
+    applied, missing = [], []
+    for report in reports:
+        known = [rev for rev in report.status.current if rev in graph.nodes]
+        if known and graph.in_mask(graph.ancestor_mask(known), revision):
+            applied.append(report)
+        else:
+            missing.append(report)
+    return applied, missing

@@ -1,0 +1,132 @@
+"""SQLAlchemy 2.0 models of the metadata database.
+
+Names follow Alembic's and migdash's vocabulary (project, environment,
+target, snapshot).  Constraints that protect the data live in the schema, not
+only in code: unique names, ordered environments, a CHECK on roles.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    metadata = sa.MetaData(
+        naming_convention={
+            "ix": "ix_%(column_0_label)s",
+            "uq": "uq_%(table_name)s_%(column_0_name)s",
+            "ck": "ck_%(table_name)s_%(constraint_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+    type_annotation_map = {dict[str, Any]: sa.JSON, list[str]: sa.JSON}
+
+
+class Role(StrEnum):
+    """What a user may do; each role includes the ones before it."""
+
+    VIEWER = "viewer"
+    OPERATOR = "operator"
+    APPROVER = "approver"
+    ADMIN = "admin"
+
+    @property
+    def rank(self) -> int:
+        return list(Role).index(self)
+
+
+class Project(Base):
+    """An Alembic project: one script directory, applied to many targets."""
+
+    __tablename__ = "project"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(100), unique=True)
+    script_location: Mapped[str] = mapped_column(sa.String(1000))
+    version_table: Mapped[str] = mapped_column(sa.String(100), default="alembic_version")
+    version_table_schema: Mapped[str | None] = mapped_column(sa.String(100))
+    track: Mapped[str] = mapped_column(sa.String(200), default="heads")
+    """The head(s) targets should reach: ``heads``, a revision, or ``label@head``."""
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    targets: Mapped[list[Target]] = relationship(back_populates="project", order_by="Target.name")
+
+
+class Environment(Base):
+    """An ordered stage (dev, staging, prod) or grouping (tenant, region) of targets."""
+
+    __tablename__ = "environment"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(100), unique=True)
+    position: Mapped[int] = mapped_column(default=0)
+    protected: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    targets: Mapped[list[Target]] = relationship(back_populates="environment")
+
+
+class Target(Base):
+    """One database a project is applied to."""
+
+    __tablename__ = "target"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(100), unique=True)
+    project_id: Mapped[int] = mapped_column(sa.ForeignKey("project.id", ondelete="CASCADE"))
+    environment_id: Mapped[int] = mapped_column(sa.ForeignKey("environment.id"))
+    url: Mapped[str] = mapped_column(sa.String(2000))
+    tags: Mapped[list[str]] = mapped_column(default=list)
+    version_table: Mapped[str | None] = mapped_column(sa.String(100))
+    """Overrides the project's version table for this target only."""
+    version_table_schema: Mapped[str | None] = mapped_column(sa.String(100))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    project: Mapped[Project] = relationship(back_populates="targets")
+    environment: Mapped[Environment] = relationship(back_populates="targets")
+
+
+class User(Base):
+    """A person who signs in; the password is stored only as a hash."""
+
+    __tablename__ = "user"
+    __table_args__ = (
+        sa.CheckConstraint("role IN ('viewer', 'operator', 'approver', 'admin')", name="role"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(sa.String(100), unique=True)
+    password_hash: Mapped[str] = mapped_column(sa.String(300))
+    role: Mapped[str] = mapped_column(sa.String(20), default=Role.VIEWER.value)
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Snapshot(Base):
+    """A target's state as one probe saw it; the latest per target drives the overview."""
+
+    __tablename__ = "snapshot"
+    __table_args__ = (sa.Index("ix_snapshot_target_taken", "target_id", "taken_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    target_id: Mapped[int] = mapped_column(sa.ForeignKey("target.id", ondelete="CASCADE"))
+    taken_at: Mapped[datetime] = mapped_column(default=utcnow)
+    """When this state was first seen."""
+    checked_at: Mapped[datetime] = mapped_column(default=utcnow)
+    """When a probe last confirmed it (an unchanged state does not add a row)."""
+    state: Mapped[str] = mapped_column(sa.String(30))
+    current: Mapped[list[str]] = mapped_column(default=list)
+    heads: Mapped[list[str]] = mapped_column(default=list)
+    pending: Mapped[list[str]] = mapped_column(default=list)
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    elapsed_ms: Mapped[int] = mapped_column(default=0)

@@ -1,0 +1,228 @@
+"""Add, edit and remove projects, environments and targets.
+
+The web admin pages and the CLI call these same functions, so validation
+and naming rules exist once.  Each function takes an open session and
+flushes; the caller commits.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.orm import Session
+
+from migdash.errors import Conflict, InvalidInput, NotFound
+from migdash.store.models import Environment, Project, Target
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
+TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:=\-]{0,49}$")
+
+
+def check_name(kind: str, name: str) -> str:
+    """Names appear in URLs and CLI arguments: letters, digits, ``_ . -``."""
+    name = name.strip()
+    if not NAME.match(name):
+        raise InvalidInput(
+            f"{kind} name {name!r} is not allowed",
+            hint="Use 1–100 letters, digits, '_', '.' or '-', starting with a letter or digit.",
+        )
+    return name
+
+
+def check_url(url: str) -> str:
+    """A SQLAlchemy database URL, e.g. ``postgresql+psycopg://user:pw@host/db``."""
+    url = url.strip()
+    try:
+        make_url(url)
+    except (ArgumentError, ValueError) as exc:
+        raise InvalidInput(
+            "that is not a database URL",
+            hint="Write it as SQLAlchemy does, e.g. postgresql+psycopg://user:password@host/db "
+            "or sqlite:////path/to/file.db",
+        ) from exc
+    return url
+
+
+def check_tags(tags: Iterable[str]) -> list[str]:
+    cleaned = sorted({t.strip() for t in tags if t.strip()})
+    for tag in cleaned:
+        if not TAG.match(tag):
+            raise InvalidInput(f"tag {tag!r} is not allowed", hint="Use letters, digits, _ . : = -")
+    return cleaned
+
+
+def get_project(session: Session, name: str) -> Project:
+    project = session.scalar(sa.select(Project).where(Project.name == name))
+    if project is None:
+        raise NotFound(f"no project named {name!r}")
+    return project
+
+
+def get_environment(session: Session, name: str) -> Environment:
+    environment = session.scalar(sa.select(Environment).where(Environment.name == name))
+    if environment is None:
+        raise NotFound(f"no environment named {name!r}")
+    return environment
+
+
+def get_target(session: Session, name: str) -> Target:
+    target = session.scalar(sa.select(Target).where(Target.name == name))
+    if target is None:
+        raise NotFound(f"no target named {name!r}")
+    return target
+
+
+def add_project(
+    session: Session,
+    name: str,
+    script_location: str,
+    *,
+    version_table: str = "alembic_version",
+    version_table_schema: str | None = None,
+    track: str = "heads",
+) -> Project:
+    """Register an existing Alembic project by the path of its script directory."""
+    name = check_name("project", name)
+    if session.scalar(sa.select(Project.id).where(Project.name == name)) is not None:
+        raise Conflict(f"a project named {name!r} already exists")
+    if not script_location.strip():
+        raise InvalidInput("the script location is empty", hint="Give the folder holding env.py.")
+    project = Project(
+        name=name,
+        script_location=script_location.strip(),
+        version_table=version_table.strip() or "alembic_version",
+        version_table_schema=(version_table_schema or "").strip() or None,
+        track=track.strip() or "heads",
+    )
+    session.add(project)
+    session.flush()
+    return project
+
+
+def edit_project(session: Session, project: Project, **changes: Any) -> Project:
+    """Change a project's fields; a rename is checked like a new name."""
+    if "name" in changes and changes["name"] != project.name:
+        name = check_name("project", changes["name"])
+        if session.scalar(sa.select(Project.id).where(Project.name == name)) is not None:
+            raise Conflict(f"a project named {name!r} already exists")
+        project.name = name
+    for field in ("script_location", "version_table", "track"):
+        if changes.get(field):
+            setattr(project, field, str(changes[field]).strip())
+    if "version_table_schema" in changes:
+        project.version_table_schema = (changes["version_table_schema"] or "").strip() or None
+    session.flush()
+    return project
+
+
+def remove_project(session: Session, project: Project) -> None:
+    """Unregister a project and its targets (files on disk are left alone)."""
+    session.delete(project)
+    session.flush()
+
+
+def add_environment(
+    session: Session, name: str, *, protected: bool = False, position: int | None = None
+) -> Environment:
+    """Create an environment; without *position* it goes after the existing ones."""
+    name = check_name("environment", name)
+    if session.scalar(sa.select(Environment.id).where(Environment.name == name)) is not None:
+        raise Conflict(f"an environment named {name!r} already exists")
+    if position is None:
+        last = session.scalar(sa.select(sa.func.max(Environment.position)))
+        position = 0 if last is None else last + 1
+    environment = Environment(name=name, protected=protected, position=position)
+    session.add(environment)
+    session.flush()
+    return environment
+
+
+def edit_environment(session: Session, environment: Environment, **changes: Any) -> Environment:
+    if "name" in changes and changes["name"] != environment.name:
+        name = check_name("environment", changes["name"])
+        if session.scalar(sa.select(Environment.id).where(Environment.name == name)) is not None:
+            raise Conflict(f"an environment named {name!r} already exists")
+        environment.name = name
+    if "protected" in changes:
+        environment.protected = bool(changes["protected"])
+    if changes.get("position") is not None:
+        environment.position = int(changes["position"])
+    session.flush()
+    return environment
+
+
+def remove_environment(session: Session, environment: Environment) -> None:
+    """Delete an empty environment; one that still holds targets is refused."""
+    if environment.targets:
+        raise Conflict(
+            f"environment {environment.name!r} still holds {len(environment.targets)} target(s)",
+            hint="Move or remove its targets first.",
+        )
+    session.delete(environment)
+    session.flush()
+
+
+def add_target(
+    session: Session,
+    name: str,
+    *,
+    project: str,
+    environment: str,
+    url: str,
+    tags: Iterable[str] = (),
+    version_table: str | None = None,
+    version_table_schema: str | None = None,
+) -> Target:
+    """Register a database; a missing environment is created at the end of the order."""
+    name = check_name("target", name)
+    if session.scalar(sa.select(Target.id).where(Target.name == name)) is not None:
+        raise Conflict(f"a target named {name!r} already exists")
+    owner = get_project(session, project)
+    try:
+        env = get_environment(session, environment)
+    except NotFound:
+        env = add_environment(session, environment)
+    target = Target(
+        name=name,
+        project=owner,
+        environment=env,
+        url=check_url(url),
+        tags=check_tags(tags),
+        version_table=(version_table or "").strip() or None,
+        version_table_schema=(version_table_schema or "").strip() or None,
+    )
+    session.add(target)
+    session.flush()
+    return target
+
+
+def edit_target(session: Session, target: Target, **changes: Any) -> Target:
+    """Change a target; an empty URL keeps the stored one (so secrets need not be re-shown)."""
+    if "name" in changes and changes["name"] != target.name:
+        name = check_name("target", changes["name"])
+        if session.scalar(sa.select(Target.id).where(Target.name == name)) is not None:
+            raise Conflict(f"a target named {name!r} already exists")
+        target.name = name
+    if changes.get("url"):
+        target.url = check_url(changes["url"])
+    if changes.get("project"):
+        target.project = get_project(session, changes["project"])
+    if changes.get("environment"):
+        target.environment = get_environment(session, changes["environment"])
+    if "tags" in changes:
+        target.tags = check_tags(changes["tags"])
+    for field in ("version_table", "version_table_schema"):
+        if field in changes:
+            setattr(target, field, (changes[field] or "").strip() or None)
+    session.flush()
+    return target
+
+
+def remove_target(session: Session, target: Target) -> None:
+    session.delete(target)
+    session.flush()

@@ -1,0 +1,27 @@
+"""The Flask layer: blueprints, error pages, security headers.  Views stay thin.
+
+Views parse and authorise, make one call into ``migdash.status``,
+``migdash.store`` or the engine, and render.  Nothing below this package
+imports Flask's request machinery.
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+
+
+def register_web(app: Flask) -> None:
+    """Attach blueprints, handlers and per-request hooks to *app*."""
+    from migdash.web import admin, auth, overview, projects, targets
+    from migdash.web.db import close_session
+    from migdash.web.errors import register_error_handlers
+    from migdash.web.security import register_security
+    from migdash.web.templating import register_templating
+
+    for module in (auth, overview, projects, targets, admin):
+        app.register_blueprint(module.bp)
+    auth.init_login(app)
+    register_error_handlers(app)
+    register_security(app)
+    register_templating(app)
+    app.teardown_appcontext(close_session)

@@ -1,0 +1,123 @@
+"""Registry admin: add, edit and remove projects, environments and targets (admin role)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, flash, redirect, render_template, url_for
+from werkzeug.wrappers import Response
+
+from migdash.errors import InvalidInput
+from migdash.services import services_of
+from migdash.store import registry
+from migdash.store.models import Role
+from migdash.store.queries import all_environments, all_projects, find_targets
+from migdash.web.auth import role_required
+from migdash.web.db import db
+from migdash.web.forms import DeleteForm, EnvironmentForm, ProjectForm, TargetForm
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+
+@bp.get("/")
+@role_required(Role.ADMIN)
+def index() -> str:
+    session = db()
+    return render_template(
+        "admin/index.html", projects=all_projects(session), environments=all_environments(session),
+        targets=find_targets(session), delete_form=DeleteForm(),
+    )
+
+
+@bp.route("/projects/new", methods=["GET", "POST"])
+@bp.route("/projects/<name>/edit", methods=["GET", "POST"])
+@role_required(Role.ADMIN)
+def project_form(name: str | None = None) -> str | Response:
+    session = db()
+    project = registry.get_project(session, name) if name else None
+    form = ProjectForm(obj=project)
+    if form.validate_on_submit():
+        fields = {k: v for k, v in form.data.items() if k != "csrf_token"}
+        if project is None:
+            registry.add_project(session, fields.pop("name"), fields.pop("script_location"), **fields)
+        else:
+            services_of().catalog.forget(project.script_location)
+            registry.edit_project(session, project, **fields)
+        session.commit()
+        flash(f"Project {form.name.data} saved.")
+        return redirect(url_for("admin.index"))
+    return render_template("admin/form.html", form=form, kind="project", existing=project)
+
+
+@bp.route("/environments/new", methods=["GET", "POST"])
+@bp.route("/environments/<name>/edit", methods=["GET", "POST"])
+@role_required(Role.ADMIN)
+def environment_form(name: str | None = None) -> str | Response:
+    session = db()
+    environment = registry.get_environment(session, name) if name else None
+    form = EnvironmentForm(obj=environment)
+    if form.validate_on_submit():
+        if environment is None:
+            registry.add_environment(session, form.name.data or "", protected=form.protected.data,
+                                     position=form.position.data)
+        else:
+            registry.edit_environment(session, environment, name=form.name.data,
+                                      protected=form.protected.data, position=form.position.data)
+        session.commit()
+        flash(f"Environment {form.name.data} saved.")
+        return redirect(url_for("admin.index"))
+    return render_template("admin/form.html", form=form, kind="environment", existing=environment)
+
+
+@bp.route("/targets/new", methods=["GET", "POST"])
+@bp.route("/targets/<name>/edit", methods=["GET", "POST"])
+@role_required(Role.ADMIN)
+def target_form(name: str | None = None) -> str | Response:
+    session = db()
+    target = registry.get_target(session, name) if name else None
+    form = TargetForm()
+    form.project.choices = [(p.name, p.name) for p in all_projects(session)]
+    form.environment.choices = [(e.name, e.name) for e in all_environments(session)]
+    if target is not None and not form.is_submitted():
+        form.name.data = target.name
+        form.project.data = target.project.name
+        form.environment.data = target.environment.name
+        form.tags.data = ", ".join(target.tags)
+        form.version_table.data = target.version_table
+        form.version_table_schema.data = target.version_table_schema
+    if form.validate_on_submit():
+        tags = (form.tags.data or "").split(",")
+        extra = {"version_table": form.version_table.data,
+                 "version_table_schema": form.version_table_schema.data}
+        if target is None:
+            if not form.url.data:
+                raise InvalidInput("a new target needs a database URL")
+            registry.add_target(session, form.name.data or "", project=form.project.data or "",
+                                environment=form.environment.data or "", url=form.url.data,
+                                tags=tags, **extra)
+        else:
+            registry.edit_target(session, target, name=form.name.data, url=form.url.data,
+                                 project=form.project.data, environment=form.environment.data,
+                                 tags=tags, **extra)
+        session.commit()
+        flash(f"Target {form.name.data} saved.")
+        return redirect(url_for("admin.index"))
+    return render_template("admin/form.html", form=form, kind="target", existing=target)
+
+
+@bp.post("/<kind>/<name>/delete")
+@role_required(Role.ADMIN)
+def delete(kind: str, name: str) -> Response:
+    form = DeleteForm()
+    if not form.validate_on_submit():
+        raise InvalidInput("the form expired; reload the page and try again")
+    session = db()
+    if kind == "projects":
+        registry.remove_project(session, registry.get_project(session, name))
+    elif kind == "environments":
+        registry.remove_environment(session, registry.get_environment(session, name))
+    elif kind == "targets":
+        registry.remove_target(session, registry.get_target(session, name))
+    else:
+        raise InvalidInput(f"cannot delete {kind!r}")
+    session.commit()
+    flash(f"Removed {name}.")
+    return redirect(url_for("admin.index"))

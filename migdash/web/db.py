@@ -1,0 +1,22 @@
+"""One metadata-DB session per request, closed at teardown."""
+
+from __future__ import annotations
+
+from flask import g
+from sqlalchemy.orm import Session
+
+from migdash.services import services_of
+
+
+def db() -> Session:
+    """The request's session (opened on first use)."""
+    if "db_session" not in g:
+        g.db_session = services_of().sessions()
+    session: Session = g.db_session
+    return session
+
+
+def close_session(_exc: BaseException | None = None) -> None:
+    session = g.pop("db_session", None)
+    if session is not None:
+        session.close()

@@ -1,0 +1,46 @@
+"""WTForms for the registry admin pages (CSRF comes with FlaskForm)."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, IntegerField, PasswordField, SelectField, StringField
+from wtforms.validators import DataRequired, Length, Optional
+
+
+class ProjectForm(FlaskForm):
+    name = StringField("Name", validators=[DataRequired(), Length(max=100)])
+    script_location = StringField(
+        "Script location", validators=[DataRequired(), Length(max=1000)],
+        description="Folder holding env.py and versions/, or the project's alembic.ini.",
+    )
+    version_table = StringField("Version table", default="alembic_version")
+    version_table_schema = StringField("Version table schema", validators=[Optional()])
+    track = StringField(
+        "Track", default="heads",
+        description="What targets should reach: heads, a revision, or branch_label@head.",
+    )
+
+
+class EnvironmentForm(FlaskForm):
+    name = StringField("Name", validators=[DataRequired(), Length(max=100)])
+    position = IntegerField("Position", validators=[Optional()],
+                            description="Lower comes first (dev before prod).")
+    protected = BooleanField("Protected")
+
+
+class TargetForm(FlaskForm):
+    name = StringField("Name", validators=[DataRequired(), Length(max=100)])
+    project = SelectField("Project", validators=[DataRequired()])
+    environment = SelectField("Environment", validators=[DataRequired()])
+    url = PasswordField(
+        "Database URL", validators=[Optional(), Length(max=2000)],
+        description="SQLAlchemy URL, e.g. postgresql+psycopg://user:password@host/db. "
+        "Leave empty when editing to keep the stored one.",
+    )
+    tags = StringField("Tags", description="Comma-separated.")
+    version_table = StringField("Version table override", validators=[Optional()])
+    version_table_schema = StringField("Version table schema override", validators=[Optional()])
+
+
+class DeleteForm(FlaskForm):
+    """An empty form: only its CSRF token matters."""

@@ -1,0 +1,32 @@
+"""The only reader of HX-* headers: one URL answers a whole page or a fragment."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, make_response, render_template
+
+from migdash.extensions import htmx
+
+STOP_POLLING = 286
+"""htmx stops an ``every Ns`` trigger when the server answers 286."""
+
+
+def render_page_or_partial(page: str, partial: str, **context: Any) -> Response:
+    """Render *partial* for an htmx request (not a boosted navigation), else *page*.
+
+    Pages include their partials, so each fragment has one source.
+    """
+    template = partial if htmx and not htmx.boosted else page
+    response = make_response(render_template(template, **context))
+    response.headers["Vary"] = "HX-Request"
+    return response
+
+
+def is_htmx() -> bool:
+    return bool(htmx)
+
+
+def stop_polling(response: Response) -> Response:
+    response.status_code = STOP_POLLING
+    return response

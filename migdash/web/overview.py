@@ -1,0 +1,57 @@
+"""The overview: every project x environment, each cell listing its targets' states."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from flask import Blueprint, current_app
+from werkzeug.wrappers import Response
+
+from migdash.services import services_of
+from migdash.status import build_overview, cached_status, refresh_status
+from migdash.store.queries import all_environments, all_projects, find_targets
+from migdash.web.db import db
+from migdash.web.htmx import render_page_or_partial
+
+bp = Blueprint("overview", __name__)
+
+
+def _render(*, probe: bool, force: bool = False) -> Response:
+    session = db()
+    services = services_of()
+    targets = find_targets(session)
+    if probe:
+        max_age = None if force else timedelta(seconds=current_app.config["MIGDASH_REFRESH_SECONDS"])
+        reports = refresh_status(session, services.catalog, services.probes, targets, max_age=max_age)
+        session.commit()
+    else:
+        reports = cached_status(session, targets)
+    environments = all_environments(session)
+    rows = build_overview(
+        services.catalog, all_projects(session), [e.id for e in environments], reports, targets
+    )
+    return render_page_or_partial(
+        "overview/index.html",
+        "partials/overview/matrix.html",
+        rows=rows,
+        environments=environments,
+        refresh_seconds=current_app.config["MIGDASH_REFRESH_SECONDS"],
+    )
+
+
+@bp.get("/")
+def index() -> Response:
+    """The page renders from snapshots at once; the matrix then refreshes itself."""
+    return _render(probe=False)
+
+
+@bp.get("/overview/matrix")
+def matrix() -> Response:
+    """The matrix fragment, re-probing targets whose snapshot is older than the refresh period."""
+    return _render(probe=True)
+
+
+@bp.post("/overview/probe")
+def probe_now() -> Response:
+    """Probe every target now, whatever the age of its snapshot."""
+    return _render(probe=True, force=True)

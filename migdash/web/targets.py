@@ -1,0 +1,42 @@
+"""Target pages: state, current revision(s), pending list, recent snapshots."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+from werkzeug.wrappers import Response
+
+from migdash.services import services_of
+from migdash.status import project_graph, refresh_status, cached_status
+from migdash.store.queries import recent_snapshots
+from migdash.store.registry import get_target
+from migdash.web.db import db
+from migdash.web.htmx import render_page_or_partial
+
+bp = Blueprint("targets", __name__, url_prefix="/targets")
+
+
+def _render(name: str, *, probe: bool) -> Response:
+    session = db()
+    services = services_of()
+    target = get_target(session, name)
+    if probe:
+        (report,) = refresh_status(session, services.catalog, services.probes, [target])
+        session.commit()
+    else:
+        (report,) = cached_status(session, [target])
+    graph, problem = project_graph(services.catalog, target.project)
+    return render_page_or_partial(
+        "targets/detail.html", "partials/targets/status.html",
+        target=target, report=report, graph=graph, problem=problem,
+        snapshots=recent_snapshots(session, target.id),
+    )
+
+
+@bp.get("/<name>")
+def detail(name: str) -> Response:
+    return _render(name, probe=False)
+
+
+@bp.post("/<name>/probe")
+def probe(name: str) -> Response:
+    return _render(name, probe=True)
