@@ -22,6 +22,8 @@ from migdash.engine.graph import RevisionGraph
 from migdash.errors import GraphvizUnavailable
 
 MAX_LABEL = 48
+MIN_FOLD = 3
+"""Runs shorter than this are drawn in full; folding two boxes into one saves nothing."""
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,8 @@ def build_dot(
     for source, target, hidden in _edges(graph, keep):
         if hidden:
             run_id = f"run_{source}_{target}"
-            dot.node(run_id, label=f"… {hidden} revisions …", shape="plaintext", fontcolor="#666666")
+            dot.node(run_id, label=f"… {hidden} revisions …", shape="plaintext", fontcolor="#666666",
+                     tooltip=f"{hidden} revisions in a straight line; the history lists them all")
             dot.edge(source, run_id)
             dot.edge(run_id, target)
         else:
@@ -101,14 +104,33 @@ def graph_json(graph: RevisionGraph) -> dict[str, object]:
 
 
 def _kept_revisions(graph: RevisionGraph, markers: Mapping[str, Sequence[Marker]]) -> set[str]:
+    """Revisions drawn as boxes: every structural one, marked ones, and short runs."""
     keep = set(markers) & set(graph.nodes)
     for rev, node in graph.nodes.items():
         if (
             node.is_head or node.is_base or node.is_branch_point or node.is_merge_point
             or node.branch_labels or node.depends_on or len(node.children) != 1
+            or len(node.down_revisions) != 1
         ):
             keep.add(rev)
+    for run in _hidden_runs(graph, keep):
+        if len(run) < MIN_FOLD:
+            keep.update(run)
     return keep
+
+
+def _hidden_runs(graph: RevisionGraph, keep: set[str]) -> list[list[str]]:
+    """Maximal straight runs of revisions not in *keep*, walked down from each kept child."""
+    runs = []
+    for rev in keep:
+        for parent in graph.nodes[rev].down_revisions:
+            run = []
+            while parent not in keep:
+                run.append(parent)
+                parent = graph.nodes[parent].down_revisions[0]
+            if run:
+                runs.append(run)
+    return runs
 
 
 def _edges(graph: RevisionGraph, keep: set[str]) -> list[tuple[str, str, int]]:
@@ -150,8 +172,11 @@ def _draw_marker(dot: graphviz.Digraph, revision: str, marker: Marker) -> None:
     if marker.href:
         attrs["href"] = marker.href
         attrs["target"] = "_top"
-    dot.node(marker_id, label=graphviz.escape(marker.name), **attrs)
-    dot.edge(marker_id, revision, style="dashed", arrowhead="none", constraint="false")
+    with dot.subgraph() as same_rank:
+        same_rank.attr(rank="same")
+        same_rank.node(revision)
+        same_rank.node(marker_id, label=graphviz.escape(marker.name), **attrs)
+    dot.edge(marker_id, revision, style="dashed", arrowhead="none")
 
 
 _STATE_COLOURS = {
