@@ -135,3 +135,166 @@ def target_add(name: str, project: str, environment: str, url: str, tags: tuple[
         emit({"target": target.name, "project": project, "environment": environment,
               "url": mask_url(target.url), "tags": target.tags}, as_json,
              f"registered target {target.name} ({mask_url(target.url)})")
+
+
+# --- edit, remove, list -------------------------------------------------------------------
+
+
+@project_group.command("edit")
+@click.argument("name")
+@click.option("--rename", default=None)
+@click.option("--script-location", default=None)
+@click.option("--version-table", default=None)
+@click.option("--version-table-schema", default=None)
+@click.option("--track", default=None)
+@json_option
+@with_appcontext
+def project_edit(name: str, rename: str | None, script_location: str | None,
+                 version_table: str | None, version_table_schema: str | None,
+                 track: str | None, as_json: bool) -> None:
+    """Change a project's settings."""
+    with store() as (session, services):
+        project = registry.get_project(session, name)
+        services.catalog.forget(project.script_location)
+        changes: dict[str, object] = {"version_table": version_table, "track": track}
+        if rename:
+            changes["name"] = rename
+        if script_location:
+            changes["script_location"] = str(Path(script_location).expanduser().resolve())
+        if version_table_schema is not None:
+            changes["version_table_schema"] = version_table_schema
+        registry.edit_project(session, project, **changes)
+        session.commit()
+        emit({"project": project.name, "script_location": project.script_location,
+              "version_table": project.version_table, "track": project.track},
+             as_json, f"updated project {project.name}")
+
+
+@project_group.command("remove")
+@click.argument("name")
+@with_appcontext
+def project_remove(name: str) -> None:
+    """Unregister a project and its targets (files and databases are not touched)."""
+    with store() as (session, services):
+        project = registry.get_project(session, name)
+        services.catalog.forget(project.script_location)
+        registry.remove_project(session, project)
+        session.commit()
+        click.echo(f"removed project {name}")
+
+
+@project_group.command("list")
+@json_option
+@with_appcontext
+def project_list(as_json: bool) -> None:
+    """Registered projects."""
+    from migdash.store.queries import all_projects
+
+    with store() as (session, services):
+        rows = []
+        for project in all_projects(session):
+            graph, problem = project_graph(services.catalog, project)
+            rows.append({"project": project.name, "script_location": project.script_location,
+                         "revisions": len(graph) if graph else None,
+                         "heads": list(graph.heads) if graph else [], "error": problem})
+        emit(rows, as_json, "\n".join(
+            f"{r['project']:<20} {r['script_location']}  "
+            f"{r['error'] or str(r['revisions']) + ' revisions'}" for r in rows) or "no projects")
+
+
+@env_group.command("edit")
+@click.argument("name")
+@click.option("--rename", default=None)
+@click.option("--protected/--unprotected", default=None)
+@click.option("--position", type=int, default=None)
+@with_appcontext
+def env_edit(name: str, rename: str | None, protected: bool | None, position: int | None) -> None:
+    """Rename, (un)protect or reorder an environment."""
+    with store() as (session, _):
+        env = registry.get_environment(session, name)
+        changes: dict[str, object] = {"position": position}
+        if rename:
+            changes["name"] = rename
+        if protected is not None:
+            changes["protected"] = protected
+        registry.edit_environment(session, env, **changes)
+        session.commit()
+        click.echo(f"updated environment {env.name}")
+
+
+@env_group.command("remove")
+@click.argument("name")
+@with_appcontext
+def env_remove(name: str) -> None:
+    """Delete an empty environment."""
+    with store() as (session, _):
+        registry.remove_environment(session, registry.get_environment(session, name))
+        session.commit()
+        click.echo(f"removed environment {name}")
+
+
+@env_group.command("list")
+@json_option
+@with_appcontext
+def env_list(as_json: bool) -> None:
+    """Environments in order."""
+    from migdash.store.queries import all_environments
+
+    with store() as (session, _):
+        rows = [{"environment": e.name, "position": e.position, "protected": e.protected,
+                 "targets": len(e.targets)} for e in all_environments(session)]
+        emit(rows, as_json, "\n".join(
+            f"{r['position']:>3} {r['environment']:<20} {'protected' if r['protected'] else ''}"
+            for r in rows) or "no environments")
+
+
+@target_group.command("edit")
+@click.argument("name")
+@click.option("--rename", default=None)
+@click.option("--project", default=None)
+@click.option("--env", "environment", default=None)
+@click.option("--url", default=None)
+@click.option("--tag", "tags", multiple=True, help="Replaces the tags when given.")
+@with_appcontext
+def target_edit(name: str, rename: str | None, project: str | None, environment: str | None,
+                url: str | None, tags: tuple[str, ...]) -> None:
+    """Change a target."""
+    with store() as (session, _):
+        target = registry.get_target(session, name)
+        changes: dict[str, object] = {"project": project, "environment": environment, "url": url}
+        if rename:
+            changes["name"] = rename
+        if tags:
+            changes["tags"] = list(tags)
+        registry.edit_target(session, target, **changes)
+        session.commit()
+        click.echo(f"updated target {target.name} ({mask_url(target.url)})")
+
+
+@target_group.command("remove")
+@click.argument("name")
+@with_appcontext
+def target_remove(name: str) -> None:
+    """Unregister a target (the database is not touched)."""
+    with store() as (session, _):
+        registry.remove_target(session, registry.get_target(session, name))
+        session.commit()
+        click.echo(f"removed target {name}")
+
+
+@target_group.command("list")
+@click.option("--project", default=None)
+@click.option("--env", "environment", default=None)
+@json_option
+@with_appcontext
+def target_list(project: str | None, environment: str | None, as_json: bool) -> None:
+    """Registered targets (URLs masked)."""
+    from migdash.store.queries import find_targets
+
+    with store() as (session, _):
+        rows = [{"target": t.name, "project": t.project.name, "environment": t.environment.name,
+                 "url": mask_url(t.url), "tags": t.tags}
+                for t in find_targets(session, project=project, environment=environment)]
+        emit(rows, as_json, "\n".join(
+            f"{r['target']:<24} {r['project']:<14} {r['environment']:<10} {r['url']}"
+            for r in rows) or "no targets")

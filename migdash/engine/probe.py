@@ -170,15 +170,34 @@ def _bounded_connect(url: URL, timeout: float) -> tuple[URL, dict[str, Any]]:
 def _read_versions(
     connection: sa.Connection, table: VersionTable, secrets: list[str], started: float
 ) -> TargetProbe:
-    versions = sa.table(table.name, sa.column("version_num"), schema=table.schema)
+    sql = version_query(connection.dialect, table)
     try:
-        rows = connection.execute(sa.select(versions.c.version_num)).scalars().all()
+        rows = connection.exec_driver_sql(sql).scalars().all()
     except DBAPIError as exc:
         connection.rollback()
         if not sa.inspect(connection).has_table(table.name, schema=table.schema):
             return TargetProbe((), False, None, time.perf_counter() - started)
         return _failed(_describe(exc), secrets, started)
     return TargetProbe(tuple(sorted(rows)), True, None, time.perf_counter() - started)
+
+
+def version_query(dialect: sa.Dialect, table: VersionTable) -> str:
+    """``SELECT version_num FROM <table>``, quoted for *dialect* and rendered once.
+
+    Each probe Engine has its own dialect instance and compiled cache, so a
+    ``select()`` would be compiled again for every target; the rendered
+    string is shared per dialect class instead.
+    """
+    key = (type(dialect), table)
+    sql = _VERSION_QUERIES.get(key)
+    if sql is None:
+        versions = sa.table(table.name, sa.column("version_num"), schema=table.schema)
+        sql = str(sa.select(versions.c.version_num).compile(dialect=dialect))
+        _VERSION_QUERIES[key] = sql
+    return sql
+
+
+_VERSION_QUERIES: dict[tuple[type[sa.Dialect], VersionTable], str] = {}
 
 
 def _failed(message: str, secrets: list[str], started: float) -> TargetProbe:

@@ -26,9 +26,7 @@ def mask_url(url: str) -> str:
     except (ArgumentError, ValueError):
         scheme, sep, _ = url.partition("://")
         return f"{scheme}://{MASK}" if sep else MASK
-    if parsed.password is None:
-        return parsed.render_as_string(hide_password=False)
-    return parsed.set(password=MASK).render_as_string(hide_password=False)
+    return parsed.render_as_string(hide_password=True)
 
 
 def url_secrets(url: str) -> list[str]:

@@ -59,7 +59,10 @@ class Project(Base):
     """The head(s) targets should reach: ``heads``, a revision, or ``label@head``."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
-    targets: Mapped[list[Target]] = relationship(back_populates="project", order_by="Target.name")
+    targets: Mapped[list[Target]] = relationship(
+        back_populates="project", order_by="Target.name", cascade="all, delete-orphan",
+        passive_deletes=True,
+    )
 
 
 class Environment(Base):
