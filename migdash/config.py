@@ -59,6 +59,10 @@ ENVIRONMENT: dict[str, Callable[[str, str], Any]] = {
     "MIGDASH_PROBE_WORKERS": _positive_int,
     "MIGDASH_REFRESH_SECONDS": _positive_int,
     "MIGDASH_SECURE_COOKIES": _boolean,
+    "MIGDASH_QUEUE_URL": _text,
+    "MIGDASH_WORKER_THREADS": _positive_int,
+    "MIGDASH_JOB_HEARTBEAT_TIMEOUT": _positive_float,
+    "MIGDASH_PROJECTS_ROOT": _text,
 }
 """Every environment variable migdash reads, with its parser (README lists them all)."""
 
@@ -70,6 +74,10 @@ DEFAULTS: dict[str, Any] = {
     "MIGDASH_PROBE_WORKERS": 16,
     "MIGDASH_REFRESH_SECONDS": 30,
     "MIGDASH_SECURE_COOKIES": False,
+    "MIGDASH_QUEUE_URL": None,
+    "MIGDASH_WORKER_THREADS": 4,
+    "MIGDASH_JOB_HEARTBEAT_TIMEOUT": 30.0,
+    "MIGDASH_PROJECTS_ROOT": None,
     "TESTING": False,
 }
 
@@ -87,6 +95,8 @@ def load_settings(
     settings["MIGDASH_INSTANCE"] = str(instance)
     if not settings["MIGDASH_DATABASE_URL"]:
         settings["MIGDASH_DATABASE_URL"] = f"sqlite:///{instance / 'migdash.db'}"
+    if not settings["MIGDASH_PROJECTS_ROOT"]:
+        settings["MIGDASH_PROJECTS_ROOT"] = str(instance / "projects")
     if not settings["MIGDASH_SECRET_KEY"]:
         settings["MIGDASH_SECRET_KEY"] = read_secret_key(instance)
     return settings

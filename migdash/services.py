@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from migdash.engine.catalog import GraphCatalog
 from migdash.engine.probe import ProbePool
+from migdash.jobs.queue import JobQueue
 from migdash.store.session import create_db_engine, create_session_factory
 
 
@@ -24,6 +25,7 @@ class Services:
     sessions: sessionmaker[Session]
     catalog: GraphCatalog
     probes: ProbePool
+    queue: JobQueue
     settings: dict[str, Any]
 
 
@@ -38,6 +40,7 @@ def build_services(settings: dict[str, Any]) -> Services:
             timeout=settings["MIGDASH_PROBE_TIMEOUT"],
             max_workers=settings["MIGDASH_PROBE_WORKERS"],
         ),
+        queue=JobQueue(settings["MIGDASH_QUEUE_URL"], settings["MIGDASH_INSTANCE"]),
         settings=settings,
     )
 

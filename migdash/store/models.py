@@ -57,6 +57,10 @@ class Project(Base):
     version_table_schema: Mapped[str | None] = mapped_column(sa.String(100))
     track: Mapped[str] = mapped_column(sa.String(200), default="heads")
     """The head(s) targets should reach: ``heads``, a revision, or ``label@head``."""
+    url_mode: Mapped[str] = mapped_column(sa.String(20), default="config")
+    """How a target's URL reaches env.py: ``config`` (sqlalchemy.url), ``connection``
+    (config.attributes["connection"]) or ``env`` (the variable in ``url_env_var``)."""
+    url_env_var: Mapped[str | None] = mapped_column(sa.String(100))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     targets: Mapped[list[Target]] = relationship(
@@ -133,3 +137,90 @@ class Snapshot(Base):
     pending: Mapped[list[str]] = mapped_column(default=list)
     error: Mapped[str | None] = mapped_column(sa.Text)
     elapsed_ms: Mapped[int] = mapped_column(default=0)
+
+
+class JobState(StrEnum):
+    """A job's life: queued -> running -> one of the terminal states."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+
+    @property
+    def terminal(self) -> bool:
+        return self not in (JobState.QUEUED, JobState.RUNNING)
+
+
+class Job(Base):
+    """One requested action; this row, not the queue, is the source of truth."""
+
+    __tablename__ = "job"
+    __table_args__ = (
+        sa.CheckConstraint(
+            "state IN ('queued', 'running', 'succeeded', 'failed', 'cancelled', 'interrupted')",
+            name="state",
+        ),
+        sa.CheckConstraint(
+            "state IN ('queued', 'cancelled') OR started_at IS NOT NULL", name="started"
+        ),
+        sa.Index("ix_job_state", "state"),
+        sa.Index("ix_job_target", "target_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(sa.String(20))
+    project_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("project.id", ondelete="SET NULL")
+    )
+    target_id: Mapped[int | None] = mapped_column(sa.ForeignKey("target.id", ondelete="SET NULL"))
+    project_name: Mapped[str] = mapped_column(sa.String(100))
+    """Copied at request time so history survives the project's removal."""
+    target_name: Mapped[str | None] = mapped_column(sa.String(100))
+    arguments: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    state: Mapped[str] = mapped_column(sa.String(20), default=JobState.QUEUED.value)
+    note: Mapped[str | None] = mapped_column(sa.String(500))
+    """Why a queued job has not started (e.g. waiting for another job's lock)."""
+    requested_by: Mapped[str] = mapped_column(sa.String(100))
+    requested_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column()
+    finished_at: Mapped[datetime | None] = mapped_column()
+    heartbeat_at: Mapped[datetime | None] = mapped_column()
+    worker: Mapped[str | None] = mapped_column(sa.String(200))
+    from_revisions: Mapped[list[str]] = mapped_column(default=list)
+    result_revisions: Mapped[list[str] | None] = mapped_column(sa.JSON)
+    failed_step: Mapped[str | None] = mapped_column(sa.String(500))
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    output: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
+    """What the action produced: new file, detected operations, step timings."""
+
+    project: Mapped[Project | None] = relationship()
+    target: Mapped[Target | None] = relationship()
+
+
+class JobLogLine(Base):
+    """One line of a job's output, in order; the job page streams these."""
+
+    __tablename__ = "job_log_line"
+    __table_args__ = (sa.Index("ix_job_log_line_job", "job_id", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(sa.ForeignKey("job.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    line: Mapped[str] = mapped_column(sa.Text)
+
+
+class TargetLease(Base):
+    """Who may change a target right now: at most one row per target, kept alive by heartbeat."""
+
+    __tablename__ = "target_lease"
+
+    target_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("target.id", ondelete="CASCADE"), primary_key=True
+    )
+    job_id: Mapped[int] = mapped_column(sa.ForeignKey("job.id", ondelete="CASCADE"))
+    worker: Mapped[str] = mapped_column(sa.String(200))
+    acquired_at: Mapped[datetime] = mapped_column(default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow)

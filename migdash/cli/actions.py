@@ -1,0 +1,226 @@
+"""Action commands: upgrade, downgrade, stamp, merge, revision, project init, jobs, job, worker."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+from flask.cli import with_appcontext
+
+from migdash.cli.base import emit, json_option, main, store
+from migdash.cli.registry import project_group
+from migdash.jobs import requests as job_requests
+from migdash.jobs.consumer import run_worker
+from migdash.jobs.preview import preview_sql
+from migdash.services import services_of
+from migdash.store import registry
+from migdash.store.models import Job, JobState, utcnow
+
+ACTOR_OPTION = click.option("--as", "actor", default="cli", show_default=True,
+                            help="Name recorded as the requester.")
+
+
+def job_json(job: Job) -> dict[str, object]:
+    return {
+        "id": job.id, "kind": job.kind, "project": job.project_name, "target": job.target_name,
+        "arguments": job.arguments, "state": job.state, "note": job.note,
+        "requested_by": job.requested_by, "requested_at": _iso(job.requested_at),
+        "started_at": _iso(job.started_at), "finished_at": _iso(job.finished_at),
+        "worker": job.worker, "from_revisions": job.from_revisions,
+        "result_revisions": job.result_revisions, "failed_step": job.failed_step,
+        "error": job.error, "output": job.output,
+    }
+
+
+def _iso(moment: object) -> str | None:
+    return f"{moment.isoformat()}Z" if moment is not None else None  # type: ignore[attr-defined]
+
+
+def _wait_for(job_ids: list[int], timeout: float) -> list[Job]:
+    services = services_of()
+    deadline = time.monotonic() + timeout
+    while True:
+        with services.sessions() as session:
+            jobs = [job_requests.get_job(session, i) for i in job_ids]
+            if all(JobState(j.state).terminal for j in jobs) or time.monotonic() > deadline:
+                return jobs
+        time.sleep(0.3)
+
+
+def _target_command(kind: str) -> click.Command:
+    @click.argument("target")
+    @click.argument("revision")
+    @click.option("--sql", is_flag=True, help="Print the offline SQL instead of running it.")
+    @click.option("--wait", is_flag=True, help="Wait for the job to finish; exit 1 if it fails.")
+    @click.option("--timeout", default=600.0, show_default=True, help="Seconds --wait waits.")
+    @ACTOR_OPTION
+    @json_option
+    @with_appcontext
+    def command(target: str, revision: str, sql: bool, wait: bool, timeout: float, actor: str,
+                as_json: bool, purge: bool = False) -> None:
+        with store() as (session, services):
+            row = registry.get_target(session, target)
+            if sql:
+                preview = preview_sql(session, services.catalog, services.probes, row, kind, revision)
+                emit({"sql": preview.sql, "hazards": preview.hazards, "error": preview.error,
+                      "start": preview.start}, as_json, preview.sql or preview.error)
+                return
+            job = job_requests.request_target_action(session, services.catalog, row, kind, revision,
+                                                     actor=actor, now=utcnow(), purge=purge)
+            session.commit()
+            services.queue.submit([job.id])
+            job_id = job.id
+        _report([job_id], wait, timeout, as_json)
+
+    command.__doc__ = f"Queue `alembic {kind}` of TARGET to REVISION (heads, +N, -N, base, an id)."
+    return command
+
+
+def _report(job_ids: list[int], wait: bool, timeout: float, as_json: bool) -> None:
+    services = services_of()
+    if wait:
+        jobs = _wait_for(job_ids, timeout)
+    else:
+        with services.sessions() as session:
+            jobs = [job_requests.get_job(session, i) for i in job_ids]
+    emit([job_json(j) for j in jobs] if len(jobs) > 1 else job_json(jobs[0]), as_json,
+         "\n".join(f"job {j.id}: {job_requests.describe(j)} [{j.state}]" for j in jobs))
+    if wait and any(j.state != JobState.SUCCEEDED.value for j in jobs):
+        raise SystemExit(1)
+
+
+main.command("upgrade")(_target_command("upgrade"))
+main.command("downgrade")(_target_command("downgrade"))
+stamp_command = _target_command("stamp")
+stamp_command = click.option("--purge", is_flag=True,
+                             help="Delete all rows of the version table first.")(stamp_command)
+main.command("stamp")(stamp_command)
+
+
+@main.command("merge")
+@click.argument("project")
+@click.option("-m", "--message", required=True)
+@click.option("--head", "heads", multiple=True, help="Heads to merge (default: all).")
+@click.option("--wait", is_flag=True)
+@click.option("--timeout", default=120.0)
+@ACTOR_OPTION
+@json_option
+@with_appcontext
+def merge(project: str, message: str, heads: tuple[str, ...], wait: bool, timeout: float,
+          actor: str, as_json: bool) -> None:
+    """Queue a merge revision of the project's heads."""
+    with store() as (session, services):
+        job = job_requests.request_project_action(
+            session, services.catalog, registry.get_project(session, project), "merge",
+            {"message": message, "heads": list(heads)}, actor=actor, now=utcnow())
+        session.commit()
+        services.queue.submit([job.id])
+        job_id = job.id
+    _report([job_id], wait, timeout, as_json)
+
+
+@main.command("revision")
+@click.argument("project")
+@click.option("-m", "--message", required=True)
+@click.option("--head", default=None, help="Parent head (needed when there are several).")
+@click.option("--branch-label", default=None)
+@click.option("--depends-on", multiple=True)
+@click.option("--autogenerate", is_flag=True, help="Compare a target's schema to the models.")
+@click.option("--against", default=None, help="Target to compare against (with --autogenerate).")
+@click.option("--wait", is_flag=True)
+@click.option("--timeout", default=120.0)
+@ACTOR_OPTION
+@json_option
+@with_appcontext
+def revision(project: str, message: str, head: str | None, branch_label: str | None,
+             depends_on: tuple[str, ...], autogenerate: bool, against: str | None, wait: bool,
+             timeout: float, actor: str, as_json: bool) -> None:
+    """Queue a new revision file (empty, or autogenerated against a target)."""
+    with store() as (session, services):
+        target = registry.get_target(session, against) if against else None
+        arguments = {"message": message, "head": head, "branch_label": branch_label,
+                     "depends_on": list(depends_on), "autogenerate": autogenerate}
+        job = job_requests.request_project_action(
+            session, services.catalog, registry.get_project(session, project), "revision",
+            arguments, actor=actor, now=utcnow(), against=target)
+        session.commit()
+        services.queue.submit([job.id])
+        job_id = job.id
+    _report([job_id], wait, timeout, as_json)
+
+
+@main.command("jobs")
+@click.option("--state", default=None)
+@click.option("--project", default=None)
+@click.option("--target", default=None)
+@click.option("--limit", default=50, show_default=True)
+@json_option
+@with_appcontext
+def jobs(state: str | None, project: str | None, target: str | None, limit: int,
+         as_json: bool) -> None:
+    """Recent jobs, newest first."""
+    with store() as (session, _):
+        rows = job_requests.list_jobs(session, state=state, project=project, target=target,
+                                      limit=limit)
+        emit([job_json(j) for j in rows], as_json, "\n".join(
+            f"{j.id:>5} {j.state:<12} {job_requests.describe(j)}  ({j.requested_by})"
+            for j in rows) or "no jobs")
+
+
+@main.command("job")
+@click.argument("job_id", type=int)
+@click.option("--log/--no-log", "with_log", default=True)
+@json_option
+@with_appcontext
+def job(job_id: int, with_log: bool, as_json: bool) -> None:
+    """One job: state, result, and its log."""
+    with store() as (session, _):
+        row = job_requests.get_job(session, job_id)
+        lines = [f"{line.at:%H:%M:%S} {line.line}" for line in job_requests.job_log(session, job_id)]
+        data = {**job_json(row), "log": lines}
+        text = f"job {row.id}: {job_requests.describe(row)} [{row.state}]"
+        if row.error:
+            text += f"\n{row.error}"
+        if with_log:
+            text += "\n" + "\n".join(lines)
+        emit(data, as_json, text)
+
+
+@main.command("cancel")
+@click.argument("job_id", type=int)
+@ACTOR_OPTION
+@with_appcontext
+def cancel(job_id: int, actor: str) -> None:
+    """Cancel a queued job."""
+    with store() as (session, _):
+        job_requests.cancel_job(session, job_id, actor=actor, now=utcnow())
+        session.commit()
+        click.echo(f"job {job_id} cancelled")
+
+
+@main.command("worker")
+@click.option("--threads", default=None, type=int, help="Jobs run at once (MIGDASH_WORKER_THREADS).")
+@with_appcontext
+def worker(threads: int | None) -> None:
+    """Run jobs from the queue until stopped (SIGINT/SIGTERM)."""
+    with store() as (_, services):
+        pass
+    run_worker(services, threads or services.settings["MIGDASH_WORKER_THREADS"])
+
+
+@project_group.command("init")
+@click.argument("name")
+@click.option("--template", default="generic", show_default=True)
+@json_option
+@with_appcontext
+def init(name: str, template: str, as_json: bool) -> None:
+    """Create a new Alembic environment under MIGDASH_PROJECTS_ROOT and register it."""
+    from migdash.jobs.projects import init_project
+
+    with store() as (session, services):
+        project = init_project(session, Path(services.settings["MIGDASH_PROJECTS_ROOT"]), name,
+                               template)
+        session.commit()
+        emit({"project": project.name, "script_location": project.script_location}, as_json,
+             f"created project {project.name} at {project.script_location}")

@@ -1,0 +1,312 @@
+"""Run queued jobs: claim by compare-and-set, lock the target, run a child, record honestly.
+
+A job runs at most once: the claim is ``UPDATE job SET state='running' WHERE
+id=:id AND state='queued'`` and only the worker whose update counted goes on,
+however many times the transport delivers the message.  The metadata session
+is closed while the child runs; a heartbeat thread keeps the job and the
+target's lease alive, and :func:`reap_interrupted` turns a job whose
+heartbeat lapsed (its worker was killed) into ``interrupted`` without ever
+running it again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from migdash.engine.actions import ActionResult, ActionSpec, StepClock
+from migdash.engine.catalog import GraphCatalog
+from migdash.engine.probe import ProbePool
+from migdash.engine.scrub import scrub_text, url_secrets
+from migdash.jobs.locks import AdvisoryLock, LeaseHolder, acquire_lease, release_lease, renew_lease
+from migdash.jobs.queue import JobQueue
+from migdash.jobs.requests import TARGET_ACTIONS, add_log, describe
+from migdash.status import refresh_status
+from migdash.store.models import Job, JobLogLine, JobState, Project, Target, TargetLease, utcnow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    heartbeat_timeout: float = 30.0
+    """Seconds without a heartbeat after which a running job counts as interrupted."""
+    lock_retry_delay: float = 1.0
+    """Seconds before a job that waits for a target's lock is tried again."""
+    requeue_after: float = 60.0
+    """Queued jobs older than this are submitted again (a lost message must not strand a job)."""
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class Worker:
+    """Executes jobs for one worker process; safe to call from several threads."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        catalog: GraphCatalog,
+        probes: ProbePool,
+        queue: JobQueue,
+        settings: WorkerSettings,
+        name: str | None = None,
+    ) -> None:
+        self.sessions = sessions
+        self.catalog = catalog
+        self.probes = probes
+        self.queue = queue
+        self.settings = settings
+        self.name = name or worker_name()
+
+    @property
+    def ttl(self) -> timedelta:
+        return timedelta(seconds=self.settings.heartbeat_timeout)
+
+    def execute(self, job_id: int) -> None:
+        """Run job *job_id* if it is still queued and its target is free; otherwise wait or skip."""
+        advisory: AdvisoryLock | None = None
+        with self.sessions() as session:
+            job = session.get(Job, job_id)
+            if job is None or job.state != JobState.QUEUED.value:
+                return
+            target = job.target
+            spec = build_spec(job)
+            if job.kind in TARGET_ACTIONS and target is not None:
+                holder = acquire_lease(session, target.id, job.id, self.name, utcnow(), self.ttl)
+                if holder is not None:
+                    self._wait(session, job, _holder_note(holder))
+                    return
+                advisory = AdvisoryLock(target.url)
+                if not advisory.try_acquire():
+                    release_lease(session, target.id, job.id)
+                    self._wait(session, job, "waiting for lock: another session holds the "
+                               "database's advisory lock")
+                    return
+            if not self._claim(session, job):
+                if target is not None:
+                    release_lease(session, target.id, job.id)
+                    session.commit()
+                if advisory:
+                    advisory.release()
+                return
+            target_id, secrets = (target.id, url_secrets(target.url)) if target else (None, [])
+        try:
+            result, clock = self._run_child(job_id, target_id, spec, secrets)
+            self._finish(job_id, target_id, result, clock)
+        finally:
+            if advisory is not None:
+                advisory.release()
+            if target_id is not None:
+                with self.sessions() as session:
+                    release_lease(session, target_id, job_id)
+                    session.commit()
+
+    def _claim(self, session: Session, job: Job) -> bool:
+        now = utcnow()
+        claimed = session.execute(
+            sa.update(Job)
+            .where(Job.id == job.id, Job.state == JobState.QUEUED.value)
+            .values(state=JobState.RUNNING.value, started_at=now, heartbeat_at=now,
+                    worker=self.name, note=None)
+        ).rowcount
+        if claimed == 1:
+            waited = (now - job.requested_at).total_seconds()
+            add_log(session, job.id, f"started on {self.name} after {waited:.1f} s in the queue", now)
+        session.commit()
+        return claimed == 1
+
+    def _wait(self, session: Session, job: Job, note: str) -> None:
+        """Leave the job queued with a note (logged once) and look again shortly."""
+        if job.note != note:
+            job.note = note
+            add_log(session, job.id, note, utcnow())
+        session.commit()
+        self.queue.submit([job.id], delay=self.settings.lock_retry_delay)
+
+    def _run_child(
+        self, job_id: int, target_id: int | None, spec: ActionSpec, secrets: list[str]
+    ) -> tuple[ActionResult, StepClock]:
+        lines: list[tuple[float, str]] = []
+        lock = threading.Lock()
+        clock = StepClock(lambda text: _append(lines, lock, scrub_text(text, secrets)))
+        stop = threading.Event()
+        beat = threading.Thread(target=self._heartbeat, args=(job_id, target_id, stop, lines, lock),
+                                name=f"heartbeat-{job_id}", daemon=True)
+        with tempfile.TemporaryDirectory(prefix="migdash-job-") as scratch:
+            result_file = Path(scratch) / "result.json"
+            process = subprocess.Popen(  # noqa: S603 - our own module, fixed argv
+                [sys.executable, "-m", "migdash.jobs.runner", str(result_file), str(os.getpid())],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                text=True, cwd=_working_directory(spec), bufsize=1,
+            )
+            beat.start()
+            assert process.stdin is not None and process.stdout is not None
+            process.stdin.write(json.dumps(spec.to_json()))
+            process.stdin.close()
+            for raw in process.stdout:
+                clock.line(raw.rstrip("\n"))
+            returncode = process.wait()
+            clock.finish()
+            stop.set()
+            beat.join()
+            if result_file.exists():
+                result = ActionResult.from_json(json.loads(result_file.read_text()))
+            else:
+                result = ActionResult(ok=False, error=f"the action process exited with code "
+                                      f"{returncode} before reporting a result")
+        self._flush(job_id, lines, lock)
+        return result, clock
+
+    def _heartbeat(self, job_id: int, target_id: int | None, stop: threading.Event,
+                   lines: list[tuple[float, str]], lock: threading.Lock) -> None:
+        interval = max(0.2, min(1.0, self.settings.heartbeat_timeout / 3))
+        last_beat = 0.0
+        while not stop.wait(0.25):
+            self._flush(job_id, lines, lock)
+            if time.monotonic() - last_beat >= interval:
+                last_beat = time.monotonic()
+                with self.sessions() as session:
+                    now = utcnow()
+                    session.execute(sa.update(Job).where(Job.id == job_id).values(heartbeat_at=now))
+                    if target_id is not None:
+                        renew_lease(session, target_id, job_id, now)
+                    session.commit()
+
+    def _flush(self, job_id: int, lines: list[tuple[float, str]], lock: threading.Lock) -> None:
+        with lock:
+            batch, lines[:] = list(lines), []
+        if batch:
+            with self.sessions() as session:
+                session.add_all(JobLogLine(job_id=job_id, line=text) for _, text in batch)
+                session.commit()
+
+    def _finish(self, job_id: int, target_id: int | None, result: ActionResult,
+                clock: StepClock) -> None:
+        now = utcnow()
+        with self.sessions() as session:
+            job = session.get(Job, job_id)
+            assert job is not None
+            current: list[str] | None = None
+            if target_id is not None and job.target is not None:
+                (report,) = refresh_status(session, self.catalog, self.probes, [job.target])
+                current = list(report.status.current)
+            state = JobState.SUCCEEDED if result.ok else JobState.FAILED
+            failed_step = None if result.ok else (clock.current or result.failed_step)
+            error = None
+            if not result.ok:
+                error = "\n\n".join(filter(None, [result.error, result.traceback]))
+            output = {"steps": [{"step": s.step, "seconds": s.seconds} for s in clock.steps],
+                      "new_file": result.new_file, "operations": result.operations}
+            finished = session.execute(
+                sa.update(Job).where(Job.id == job_id, Job.state == JobState.RUNNING.value)
+                .values(state=state.value, finished_at=now, result_revisions=current,
+                        failed_step=failed_step, error=error, output=output)
+            ).rowcount
+            took = (now - job.started_at).total_seconds() if job.started_at else 0.0
+            at = f"; target now at {', '.join(current) or '<base>'}" if current is not None else ""
+            if finished:
+                where = f" at step {failed_step}" if failed_step else ""
+                verdict = "succeeded" if result.ok else f"failed{where}"
+                add_log(session, job_id, f"{describe(job)} {verdict} in {took:.1f} s{at}", now)
+            session.commit()
+
+    def reap(self) -> list[int]:
+        """Mark jobs whose heartbeat lapsed as interrupted, free their leases; re-probe."""
+        with self.sessions() as session:
+            return reap_interrupted(session, self.catalog, self.probes, self.ttl)
+
+    def requeue_stale(self) -> int:
+        """Submit again queued jobs that have waited longer than ``requeue_after``."""
+        cutoff = utcnow() - timedelta(seconds=self.settings.requeue_after)
+        with self.sessions() as session:
+            ids = session.scalars(sa.select(Job.id).where(
+                Job.state == JobState.QUEUED.value, Job.requested_at < cutoff)).all()
+        self.queue.submit(ids)
+        return len(ids)
+
+
+def reap_interrupted(
+    session: Session, catalog: GraphCatalog, probes: ProbePool, ttl: timedelta
+) -> list[int]:
+    """Running jobs with no heartbeat for *ttl* become ``interrupted``; never re-run."""
+    now = utcnow()
+    stale = session.scalars(sa.select(Job).where(
+        Job.state == JobState.RUNNING.value, Job.heartbeat_at < now - ttl)).all()
+    reaped = []
+    for job in stale:
+        changed = session.execute(
+            sa.update(Job).where(Job.id == job.id, Job.state == JobState.RUNNING.value,
+                                 Job.heartbeat_at == job.heartbeat_at)
+            .values(state=JobState.INTERRUPTED.value, finished_at=now,
+                    error=f"worker {job.worker} stopped sending heartbeats after "
+                          f"{job.heartbeat_at:%H:%M:%S} UTC; the job was not re-run")
+        ).rowcount
+        if not changed:
+            continue
+        session.execute(sa.delete(TargetLease).where(TargetLease.job_id == job.id))
+        current = None
+        if job.target is not None:
+            (report,) = refresh_status(session, catalog, probes, [job.target])
+            current = list(report.status.current)
+            job.result_revisions = current
+        add_log(session, job.id, f"interrupted: worker {job.worker} stopped responding; the "
+                f"lock was released and the job will not run again; target now at "
+                f"{', '.join(current or []) or '<base>'}", now)
+        reaped.append(job.id)
+    session.commit()
+    return reaped
+
+
+def build_spec(job: Job) -> ActionSpec:
+    """The child's instructions for *job*, from its project, target and arguments."""
+    project: Project | None = job.project
+    if project is None:
+        raise RuntimeError(f"job {job.id}: its project was removed")
+    target: Target | None = job.target
+    args = job.arguments
+    return ActionSpec(
+        kind=job.kind,
+        script_location=project.script_location,
+        url=target.url if target else None,
+        url_mode=project.url_mode,
+        url_env_var=project.url_env_var,
+        revision=args.get("revision") or args.get("head"),
+        purge=bool(args.get("purge")),
+        message=args.get("message"),
+        heads=tuple(args.get("heads") or ()),
+        branch_label=args.get("branch_label") or None,
+        depends_on=tuple(args.get("depends_on") or ()),
+        autogenerate=bool(args.get("autogenerate")),
+    )
+
+
+def _holder_note(holder: LeaseHolder) -> str:
+    return (f"waiting for lock held by job {holder.job_id} on {holder.worker} since "
+            f"{holder.acquired_at:%H:%M:%S} UTC")
+
+
+def _append(lines: list[tuple[float, str]], lock: threading.Lock, text: str) -> None:
+    with lock:
+        lines.append((time.time(), text))
+
+
+def _working_directory(spec: ActionSpec) -> str:
+    """Run where the project lives, so ``prepend_sys_path = .`` means what its authors meant."""
+    location = Path(spec.script_location)
+    folder = location.parent if location.is_file() else location.parent
+    return str(folder) if folder.is_dir() else os.getcwd()
