@@ -214,3 +214,16 @@ def split_by_applied(
         else:
             missing.append(report)
     return applied, missing
+
+
+def targets_by_head(graph: RevisionGraph, reports: Sequence[TargetReport]) -> dict[str, list[str]]:
+    """For a forked project: each head -> targets whose current revisions all lead to it."""
+    placed: dict[str, list[str]] = {head: [] for head in graph.heads}
+    for report in reports:
+        known = [rev for rev in report.status.current if rev in graph.nodes]
+        if not known:
+            continue
+        for head in graph.heads:
+            if all(graph.is_ancestor(rev, head) for rev in known):
+                placed[head].append(report.target)
+    return placed

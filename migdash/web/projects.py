@@ -12,7 +12,7 @@ from migdash.engine.render import Marker, build_dot, render_svg
 from migdash.engine.source import read_revision_source
 from migdash.errors import GraphvizUnavailable, UnknownRevision
 from migdash.services import services_of
-from migdash.status import cached_status, project_graph, split_by_applied
+from migdash.status import cached_status, project_graph, split_by_applied, targets_by_head
 from migdash.store.queries import all_projects, find_targets
 from migdash.store.registry import get_project
 from migdash.web.db import db
@@ -49,11 +49,12 @@ def detail(name: str) -> str:
         for rev in report.status.current:
             at_revision.setdefault(rev, []).append(report.target)
     history = graph.history[(page - 1) * n : page * n] if graph else ()
+    branch_targets = targets_by_head(graph, reports) if graph else {}
     pages = (len(graph.history) + n - 1) // n if graph else 0
     return render_template(
         "projects/detail.html", project=project, graph=graph, problem=problem, reports=reports,
         history=history, page=page, pages=pages, n=n, page_sizes=PAGE_SIZES, svg=svg,
-        svg_error=svg_error, at_revision=at_revision,
+        svg_error=svg_error, at_revision=at_revision, branch_targets=branch_targets,
     )
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 from flask import Blueprint
 from werkzeug.wrappers import Response
 
+from migdash.jobs.locks import lease_of
+from migdash.jobs.requests import describe, list_jobs
 from migdash.services import services_of
-from migdash.status import project_graph, refresh_status, cached_status
+from migdash.status import cached_status, project_graph, refresh_status
 from migdash.store.queries import recent_snapshots
 from migdash.store.registry import get_target
 from migdash.web.db import db
@@ -28,7 +30,8 @@ def _render(name: str, *, probe: bool) -> Response:
     return render_page_or_partial(
         "targets/detail.html", "partials/targets/status.html",
         target=target, report=report, graph=graph, problem=problem,
-        snapshots=recent_snapshots(session, target.id),
+        snapshots=recent_snapshots(session, target.id), lease=lease_of(session, target.id),
+        jobs=list_jobs(session, target=target.name, limit=10), describe=describe,
     )
 
 

@@ -1,0 +1,5 @@
+"""``python -m migdash`` is the ``migdash`` command."""
+
+from migdash.cli import main
+
+main()

@@ -1,0 +1,57 @@
+"""Jobs: the list with filters, one job's page with its live log, cancel."""
+
+from __future__ import annotations
+
+from flask import Blueprint, request
+from flask_login import current_user
+from werkzeug.wrappers import Response
+
+from migdash.jobs import requests as job_requests
+from migdash.store.models import JobState, Role, utcnow
+from migdash.web.auth import role_required
+from migdash.web.db import db
+from migdash.web.htmx import is_htmx, render_page_or_partial, stop_polling
+
+bp = Blueprint("jobs", __name__, url_prefix="/jobs")
+
+
+@bp.get("/")
+def index() -> Response:
+    session = db()
+    filters = {k: request.args.get(k) or None for k in ("state", "project", "target")}
+    jobs = job_requests.list_jobs(session, **filters, limit=200)
+    return render_page_or_partial("jobs/index.html", "partials/jobs/table.html", jobs=jobs,
+                                  filters=filters, states=[s.value for s in JobState])
+
+
+@bp.get("/<int:job_id>")
+def detail(job_id: int) -> Response:
+    return _live(job_id)
+
+
+@bp.get("/<int:job_id>/live")
+def live(job_id: int) -> Response:
+    """The polling fragment: state, steps and log; answers 286 once the job is over."""
+    return _live(job_id)
+
+
+def _live(job_id: int) -> Response:
+    session = db()
+    job = job_requests.get_job(session, job_id)
+    response = render_page_or_partial(
+        "jobs/detail.html", "partials/jobs/live.html", job=job,
+        log=job_requests.job_log(session, job_id), describe=job_requests.describe,
+        dialect=(job.target.url.split(":", 1)[0] if job.target else ""),
+    )
+    if is_htmx() and JobState(job.state).terminal:
+        return stop_polling(response)
+    return response
+
+
+@bp.post("/<int:job_id>/cancel")
+@role_required(Role.OPERATOR)
+def cancel(job_id: int) -> Response:
+    session = db()
+    job_requests.cancel_job(session, job_id, actor=current_user.username, now=utcnow())
+    session.commit()
+    return _live(job_id)
