@@ -72,15 +72,20 @@ def project_group() -> None:
 @click.option("--version-table-schema", default=None)
 @click.option("--track", default="heads", show_default=True,
               help="What targets should reach: heads, a revision, or label@head.")
+@click.option("--url-mode", type=click.Choice(["config", "connection", "env"]), default="config",
+              show_default=True, help="How env.py gets the target URL.")
+@click.option("--url-env-var", default=None, help="With --url-mode env: the variable's name.")
 @json_option
 @with_appcontext
 def project_add(name: str, script_location: str, version_table: str,
-                version_table_schema: str | None, track: str, as_json: bool) -> None:
+                version_table_schema: str | None, track: str, url_mode: str,
+                url_env_var: str | None, as_json: bool) -> None:
     """Register an existing Alembic project."""
     with store() as (session, services):
         location = str(Path(script_location).expanduser().resolve())
         project = registry.add_project(session, name, location, version_table=version_table,
-                                       version_table_schema=version_table_schema, track=track)
+                                       version_table_schema=version_table_schema, track=track,
+                                       url_mode=url_mode, url_env_var=url_env_var)
         session.commit()
         graph, problem = project_graph(services.catalog, project)
         data = {"project": project.name, "script_location": location,
@@ -147,16 +152,22 @@ def target_add(name: str, project: str, environment: str, url: str, tags: tuple[
 @click.option("--version-table", default=None)
 @click.option("--version-table-schema", default=None)
 @click.option("--track", default=None)
+@click.option("--url-mode", type=click.Choice(["config", "connection", "env"]), default=None)
+@click.option("--url-env-var", default=None)
 @json_option
 @with_appcontext
 def project_edit(name: str, rename: str | None, script_location: str | None,
                  version_table: str | None, version_table_schema: str | None,
-                 track: str | None, as_json: bool) -> None:
+                 track: str | None, url_mode: str | None, url_env_var: str | None,
+                 as_json: bool) -> None:
     """Change a project's settings."""
     with store() as (session, services):
         project = registry.get_project(session, name)
         services.catalog.forget(project.script_location)
-        changes: dict[str, object] = {"version_table": version_table, "track": track}
+        changes: dict[str, object] = {"version_table": version_table, "track": track,
+                                      "url_mode": url_mode}
+        if url_env_var is not None:
+            changes["url_env_var"] = url_env_var
         if rename:
             changes["name"] = rename
         if script_location:

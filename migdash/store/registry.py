@@ -56,6 +56,21 @@ def check_tags(tags: Iterable[str]) -> list[str]:
     return cleaned
 
 
+URL_MODES = ("config", "connection", "env")
+ENV_VAR = re.compile(r"^[A-Z_][A-Z0-9_]{0,99}$")
+
+
+def check_url_mode(mode: str, env_var: str | None) -> tuple[str, str | None]:
+    """How a target's URL reaches env.py; ``env`` needs the variable's name."""
+    mode = (mode or "config").strip()
+    if mode not in URL_MODES:
+        raise InvalidInput(f"URL mode {mode!r} is not one of {', '.join(URL_MODES)}")
+    env_var = (env_var or "").strip() or None
+    if mode == "env" and (env_var is None or not ENV_VAR.match(env_var)):
+        raise InvalidInput("URL mode 'env' needs the variable's name, e.g. DATABASE_URL")
+    return mode, env_var if mode == "env" else None
+
+
 def get_project(session: Session, name: str) -> Project:
     project = session.scalar(sa.select(Project).where(Project.name == name))
     if project is None:
@@ -85,9 +100,12 @@ def add_project(
     version_table: str = "alembic_version",
     version_table_schema: str | None = None,
     track: str = "heads",
+    url_mode: str = "config",
+    url_env_var: str | None = None,
 ) -> Project:
     """Register an existing Alembic project by the path of its script directory."""
     name = check_name("project", name)
+    url_mode, url_env_var = check_url_mode(url_mode, url_env_var)
     if session.scalar(sa.select(Project.id).where(Project.name == name)) is not None:
         raise Conflict(f"a project named {name!r} already exists")
     if not script_location.strip():
@@ -98,6 +116,8 @@ def add_project(
         version_table=version_table.strip() or "alembic_version",
         version_table_schema=(version_table_schema or "").strip() or None,
         track=track.strip() or "heads",
+        url_mode=url_mode,
+        url_env_var=url_env_var,
     )
     session.add(project)
     session.flush()
@@ -116,6 +136,9 @@ def edit_project(session: Session, project: Project, **changes: Any) -> Project:
             setattr(project, field, str(changes[field]).strip())
     if "version_table_schema" in changes:
         project.version_table_schema = (changes["version_table_schema"] or "").strip() or None
+    if changes.get("url_mode"):
+        project.url_mode, project.url_env_var = check_url_mode(
+            changes["url_mode"], changes.get("url_env_var", project.url_env_var))
     session.flush()
     return project
 

@@ -19,6 +19,15 @@ class ProjectForm(FlaskForm):
         "Track", default="heads",
         description="What targets should reach: heads, a revision, or branch_label@head.",
     )
+    url_mode = SelectField(
+        "URL mode", default="config",
+        choices=[("config", "config: sets sqlalchemy.url"),
+                 ("connection", "connection: config.attributes['connection']"),
+                 ("env", "env: an environment variable")],
+        description="How the target URL reaches env.py.",
+    )
+    url_env_var = StringField("URL environment variable", validators=[Optional()],
+                              description="With URL mode env, e.g. DATABASE_URL.")
 
 
 class EnvironmentForm(FlaskForm):
