@@ -112,6 +112,18 @@ class RevisionGraph:
         except MigdashError:
             return ()
 
+    def effective_current(self, rows: Iterable[str]) -> tuple[str, ...]:
+        """What ``alembic current`` lists for these version rows.
+
+        Alembic adds what the rows depend on (``depends_on``) and keeps the
+        branch tips of everything applied; without dependencies that is
+        exactly the rows.
+        """
+        applied = self.revisions_in(self.ancestor_mask(rows))
+        return tuple(sorted(
+            rev for rev in applied if not any(child in applied for child in self.nodes[rev].children)
+        ))
+
     def is_ancestor(self, ancestor: str, descendant: str) -> bool:
         """True when *ancestor* is *descendant* or lies below it."""
         return bool(self._masks[descendant] >> self._index[ancestor] & 1)

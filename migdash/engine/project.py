@@ -24,6 +24,7 @@ _REVISION_ASSIGNMENT = re.compile(
     r"""^revision\s*(?::\s*[\w\[\], |]+)?\s*=\s*['"]([^'"]+)['"]""", re.MULTILINE
 )
 _QUOTED_ID = re.compile(r"'([^']+)'|\b([0-9a-f]{4,})\b")
+_REFERENCE = re.compile(r"^(down_revision|depends_on)\b[^=\n]*=\s*(\([^)]*\)|[^\n]*)", re.MULTILINE)
 
 
 def alembic_config(location: str | Path) -> Config:
@@ -104,13 +105,36 @@ def diagnose_load_failure(
                 f"{type(exc).__name__} on line {frame.lineno}: {exc}",
                 file=str(frame_path),
             )
+    if isinstance(exc, KeyError) and exc.args and isinstance(exc.args[0], str):
+        return _missing_reference(location, exc.args[0], folders)
     files = _files_by_revision(folders)
-    mentioned = [a or b for a, b in _QUOTED_ID.findall(str(exc))]
+    # Alembic's CycleDetected carries the revision ids; otherwise read them from the message.
+    mentioned = list(getattr(exc, "revisions", ())) or [
+        a or b for a, b in _QUOTED_ID.findall(str(exc))
+    ]
     blamed = [files[rev] for rev in mentioned if rev in files]
     reason = str(exc)
     if "Cycle" in type(exc).__name__ or "cycle" in reason.lower():
         reason = f"the revision graph has a cycle: {reason}"
     return BrokenProject(location, reason, file=blamed[-1] if blamed else None)
+
+
+def _missing_reference(location: str, missing: str, folders: list[Path]) -> BrokenProject:
+    """Alembic links the map with ``map_[rev]``, so a dangling reference is a bare KeyError.
+
+    Name the file whose ``down_revision`` or ``depends_on`` mentions the id.
+    """
+    quoted = re.compile(rf"""['"]{re.escape(missing)}['"]""")
+    for folder in folders:
+        for path in sorted(folder.rglob("*.py")):
+            for name, value in _REFERENCE.findall(path.read_text(errors="replace")):
+                if quoted.search(value):
+                    return BrokenProject(
+                        location,
+                        f"{name} names {missing!r}, which no revision file in the project declares",
+                        file=str(path),
+                    )
+    return BrokenProject(location, f"revision {missing!r} is referenced but no file declares it")
 
 
 def _files_by_revision(folders: list[Path]) -> dict[str, str]:

@@ -11,6 +11,7 @@ message cannot inject markup.
 from __future__ import annotations
 
 import hashlib
+import html
 import shutil
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
@@ -157,7 +158,7 @@ def _draw_revision(
         lines.append("[" + ", ".join(node.branch_labels) + "]")
     attrs = {"tooltip": graphviz.escape(f"{revision}: {node.message}")}
     if revision_href is not None:
-        attrs["href"] = revision_href(revision)
+        attrs["href"] = _escape_href(revision_href(revision))
         attrs["target"] = "_top"
     if node.is_head:
         attrs.update(fillcolor="#e6f4ea", penwidth="2")
@@ -170,13 +171,22 @@ def _draw_marker(dot: graphviz.Digraph, revision: str, marker: Marker) -> None:
     attrs = {"shape": "cds", "style": "filled", "fillcolor": _STATE_COLOURS.get(marker.state, "#dddddd"),
              "fontsize": "9", "tooltip": graphviz.escape(f"{marker.name}: {marker.state}")}
     if marker.href:
-        attrs["href"] = marker.href
+        attrs["href"] = _escape_href(marker.href)
         attrs["target"] = "_top"
     with dot.subgraph() as same_rank:
         same_rank.attr(rank="same")
         same_rank.node(revision)
         same_rank.node(marker_id, label=graphviz.escape(marker.name), **attrs)
     dot.edge(marker_id, revision, style="dashed", arrowhead="none")
+
+
+def _escape_href(url: str) -> str:
+    """``dot`` copies ``href`` into the SVG attribute as it is, so escape it for XML first.
+
+    Entities pass through ``dot`` untouched, and ``graphviz.escape`` keeps a
+    backslash from being read as a DOT escape such as ``\\N``.
+    """
+    return str(graphviz.escape(html.escape(url, quote=True)))
 
 
 _STATE_COLOURS = {

@@ -8,6 +8,7 @@ one rule for what a masked URL looks like.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from urllib.parse import quote, quote_plus, unquote, urlsplit
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -30,17 +31,28 @@ def mask_url(url: str) -> str:
 
 
 def url_secrets(url: str) -> list[str]:
-    """Secrets held by *url* (its password, raw and URL-encoded) for :func:`scrub_text`."""
-    try:
-        parsed = make_url(url)
-    except (ArgumentError, ValueError):
-        return []
-    if not parsed.password:
-        return []
-    from urllib.parse import quote_plus
+    """Secrets held by *url* for :func:`scrub_text`: its password decoded and encoded.
 
-    password = str(parsed.password)
-    return sorted({password, quote_plus(password)}, key=len, reverse=True)
+    The password as written in the URL is included too (``pa%20ss`` or
+    ``%2f`` are not what re-encoding gives), and is found even when
+    SQLAlchemy cannot parse the URL, because an error about a bad URL may
+    echo it.
+    """
+    try:
+        written = urlsplit(url).password
+    except ValueError:
+        written = None
+    try:
+        password = make_url(url).password
+    except (ArgumentError, ValueError):
+        password = unquote(written) if written else None
+    if not password:
+        return []
+    plain = str(password)
+    if written is None or unquote(written) != plain:
+        written = plain  # urlsplit cut the password short (an unencoded '#' or '?')
+    found = {plain, quote_plus(plain), quote(plain, safe=""), written}
+    return sorted(found, key=len, reverse=True)
 
 
 def scrub_text(text: str, secrets: Iterable[str]) -> str:

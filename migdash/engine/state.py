@@ -35,6 +35,7 @@ class TargetStatus:
 
     state: TargetState
     current: tuple[str, ...]
+    """As ``alembic current`` lists them: version rows plus what they depend on."""
     heads: tuple[str, ...]
     pending: tuple[str, ...]
     """Revisions an upgrade to the tracked head(s) would apply, in apply order."""
@@ -94,4 +95,4 @@ def assess_target(
         )
     pending = pending_revisions(graph, probe.current, track)
     state = TargetState.BEHIND if pending else TargetState.UP_TO_DATE
-    return TargetStatus(state, probe.current, heads, pending)
+    return TargetStatus(state, graph.effective_current(probe.current), heads, pending)
