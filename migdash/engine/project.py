@@ -23,6 +23,7 @@ from migdash.errors import BrokenProject
 _REVISION_ASSIGNMENT = re.compile(
     r"""^revision\s*(?::\s*[\w\[\], |]+)?\s*=\s*['"]([^'"]+)['"]""", re.MULTILINE
 )
+_DUPLICATE = re.compile(r"Revision (\S+) is present more than once")
 _QUOTED_ID = re.compile(r"'([^']+)'|\b([0-9a-f]{4,})\b")
 _REFERENCE = re.compile(r"^(down_revision|depends_on)\b[^=\n]*=\s*(\([^)]*\)|[^\n]*)", re.MULTILINE)
 
@@ -71,13 +72,24 @@ def load_revision_map(script_dir: ScriptDirectory, location: str) -> RevisionMap
     """Force Alembic to load and validate every revision, translating failures."""
     revision_map = script_dir.revision_map
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             revision_map.heads  # noqa: B018 - loads, links and cycle-checks the map
     except BrokenProject:
         raise
     except Exception as exc:  # noqa: BLE001 - any failure in user code is a broken project
         raise diagnose_load_failure(exc, script_dir, location) from exc
+    for warning in caught:
+        duplicate = _DUPLICATE.search(str(warning.message))
+        if duplicate:
+            revision = duplicate.group(1)
+            files = [str(p) for p in _all_files_declaring(version_folders(script_dir), revision)]
+            raise BrokenProject(
+                location,
+                f"revision {revision} is declared in more than one file ({', '.join(files)}); "
+                "Alembic would silently use only one of them",
+                file=files[-1] if files else None,
+            )
     return revision_map
 
 
@@ -135,6 +147,16 @@ def _missing_reference(location: str, missing: str, folders: list[Path]) -> Brok
                         file=str(path),
                     )
     return BrokenProject(location, f"revision {missing!r} is referenced but no file declares it")
+
+
+def _all_files_declaring(folders: list[Path], revision: str) -> list[Path]:
+    found = []
+    for folder in folders:
+        for path in sorted(folder.rglob("*.py")):
+            match = _REVISION_ASSIGNMENT.search(path.read_text(errors="replace"))
+            if match and match.group(1) == revision:
+                found.append(path)
+    return found
 
 
 def _files_by_revision(folders: list[Path]) -> dict[str, str]:

@@ -331,3 +331,17 @@ def test_catalog_forget_drops_the_cached_graph(make_project: Callable[..., Any])
     after = catalog.graph(str(project.location))
     assert after is not before
     assert after.history == before.history
+
+
+def test_a_revision_id_declared_twice_is_a_broken_project(tmp_path: Path) -> None:
+    from migdash.scaffold import RevisionSpec, write_project, write_revision
+
+    location = write_project(tmp_path / "dup", [
+        RevisionSpec("a1", None, "first"),
+        RevisionSpec("b2", "a1", "second"),
+    ])
+    copy = write_revision(location / "versions", RevisionSpec("b2", "a1", "second again"))
+    with pytest.raises(BrokenProject, match="declared in more than one file") as excinfo:
+        open_project(location)
+    assert excinfo.value.file is not None
+    assert Path(excinfo.value.file).name in {copy.name, "b2_second.py"}
