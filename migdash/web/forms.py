@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, IntegerField, PasswordField, SelectField, StringField
 from wtforms.validators import DataRequired, Length, Optional
+
+URL_MODES = [
+    ("config", "config: sets sqlalchemy.url"),
+    ("connection", "connection: config.attributes['connection']"),
+    ("env", "env: an environment variable"),
+]
 
 
 class ProjectForm(FlaskForm):
@@ -20,14 +28,16 @@ class ProjectForm(FlaskForm):
         description="What targets should reach: heads, a revision, or branch_label@head.",
     )
     url_mode = SelectField(
-        "URL mode", default="config",
-        choices=[("config", "config: sets sqlalchemy.url"),
-                 ("connection", "connection: config.attributes['connection']"),
-                 ("env", "env: an environment variable")],
-        description="How the target URL reaches env.py.",
+        "URL mode", default="config", description="How the target URL reaches env.py.",
     )
     url_env_var = StringField("URL environment variable", validators=[Optional()],
                               description="With URL mode env, e.g. DATABASE_URL.")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Assigned after binding: WTForms 3.3 warns on tuple choices passed to the field
+        # (DeprecationWarning, an error under pytest), while older WTForms lack SelectChoice.
+        self.url_mode.choices = URL_MODES
 
 
 class EnvironmentForm(FlaskForm):

@@ -1,0 +1,280 @@
+"""Registry admin: add, edit and remove projects, environments and targets through the forms."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy.orm import Session
+
+from migdash.services import services_of
+from migdash.store.models import Role
+from migdash.store.queries import all_environments, all_projects, find_targets
+from tests.web.pagetext import section
+
+
+@pytest.fixture
+def admin(login: Callable[..., FlaskClient]) -> FlaskClient:
+    return login(Role.ADMIN)
+
+
+@pytest.fixture
+def read(app: Flask) -> Iterator[Callable[[], Session]]:
+    """A fresh session each call, so what the web committed is what we see."""
+    opened: list[Session] = []
+
+    def open_session() -> Session:
+        session = services_of(app).sessions()
+        opened.append(session)
+        return session
+
+    yield open_session
+    for session in opened:
+        session.close()
+
+
+def project_form(name: str, location: str, **extra: str) -> dict[str, str]:
+    return {
+        "name": name,
+        "script_location": location,
+        "version_table": "alembic_version",
+        "version_table_schema": "",
+        "track": "heads",
+        "url_mode": "config",
+        "url_env_var": "",
+        **extra,
+    }
+
+
+def test_project_crud(
+    admin: FlaskClient, make_project: Callable[..., Any], read: Callable[[], Session]
+) -> None:
+    project = make_project("linear")
+    assert admin.get("/admin/projects/new").status_code == 200
+    response = admin.post(
+        "/admin/projects/new", data=project_form("billing", str(project.location))
+    )
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/admin/"
+    (row,) = all_projects(read())
+    assert (row.name, row.script_location, row.track) == ("billing", str(project.location), "heads")
+    index = admin.get("/admin/").get_data(as_text=True)
+    assert "Project billing saved." in index
+    assert str(project.location) in section(index, "<h2>Projects</h2>", "</table>")
+    assert admin.get("/projects/billing").status_code == 200
+
+    edit = admin.get("/admin/projects/billing/edit").get_data(as_text=True)
+    assert f'value="{project.location}"' in edit
+    response = admin.post(
+        "/admin/projects/billing/edit",
+        data=project_form(
+            "billing2",
+            str(project.location),
+            track="b2",
+            version_table="my_versions",
+            url_mode="env",
+            url_env_var="DATABASE_URL",
+        ),
+    )
+    assert response.status_code == 302
+    (row,) = all_projects(read())
+    assert (row.name, row.track, row.version_table) == ("billing2", "b2", "my_versions")
+    assert (row.url_mode, row.url_env_var) == ("env", "DATABASE_URL")
+    edit = admin.get("/admin/projects/billing2/edit").get_data(as_text=True)
+    assert '<option selected value="env">' in edit
+
+    response = admin.post("/admin/projects/billing2/delete")
+    assert response.status_code == 302
+    assert all_projects(read()) == []
+    assert project.location.is_dir()  # files are never touched
+
+
+def test_project_form_rejects_missing_fields_and_bad_names(
+    admin: FlaskClient, read: Callable[[], Session]
+) -> None:
+    response = admin.post("/admin/projects/new", data=project_form("", ""))
+    assert response.status_code == 200
+    assert response.get_data(as_text=True).count('class="err"') == 2
+    response = admin.post("/admin/projects/new", data=project_form("p", "/tmp/x", url_mode="bogus"))
+    assert response.status_code == 200
+    assert "Not a valid choice" in response.get_data(as_text=True)
+    response = admin.post("/admin/projects/new", data=project_form("bad name!", "/tmp/x"))
+    assert response.status_code == 400
+    body = response.get_data(as_text=True)
+    assert "project name &#39;bad name!&#39; is not allowed" in body
+    assert "Traceback" not in body
+    assert all_projects(read()) == []
+
+
+def test_duplicate_project_is_a_409(
+    admin: FlaskClient, make_project: Callable[..., Any], read: Callable[[], Session]
+) -> None:
+    location = str(make_project("linear").location)
+    admin.post("/admin/projects/new", data=project_form("dup", location))
+    response = admin.post("/admin/projects/new", data=project_form("dup", location))
+    assert response.status_code == 409
+    assert "already exists" in response.get_data(as_text=True)
+    assert len(all_projects(read())) == 1
+
+
+def test_environment_crud(admin: FlaskClient, read: Callable[[], Session]) -> None:
+    for name in ("dev", "prod"):
+        response = admin.post("/admin/environments/new", data={"name": name, "position": ""})
+        assert response.status_code == 302
+    admin.post(
+        "/admin/environments/new", data={"name": "staging", "position": "1", "protected": "y"}
+    )
+    admin.post(
+        "/admin/environments/prod/edit", data={"name": "prod", "position": "5", "protected": "y"}
+    )
+    rows = [(e.name, e.protected) for e in all_environments(read())]
+    assert rows == [("dev", False), ("staging", True), ("prod", True)]
+    edit = admin.get("/admin/environments/staging/edit").get_data(as_text=True)
+    assert 'value="staging"' in edit
+    (checkbox,) = re.findall(r'<input[^>]*name="protected"[^>]*>', edit)
+    assert "checked" in checkbox
+    admin.post("/admin/environments/staging/edit", data={"name": "stage", "position": "1"})
+    assert [(e.name, e.protected) for e in all_environments(read())][1] == ("stage", False)
+    assert admin.post("/admin/environments/stage/delete").status_code == 302
+    assert [e.name for e in all_environments(read())] == ["dev", "prod"]
+
+
+@pytest.fixture
+def project_and_env(admin: FlaskClient, make_project: Callable[..., Any]) -> Any:
+    project = make_project("linear")
+    admin.post("/admin/projects/new", data=project_form("linear", str(project.location)))
+    admin.post("/admin/environments/new", data={"name": "dev", "position": ""})
+    admin.post("/admin/environments/new", data={"name": "prod", "position": ""})
+    return project
+
+
+def test_target_crud(
+    admin: FlaskClient,
+    project_and_env: Any,
+    make_target: Callable[..., str],
+    read: Callable[[], Session],
+) -> None:
+    url = make_target(project_and_env, at="a1")
+    form = admin.get("/admin/targets/new").get_data(as_text=True)
+    assert '<option value="linear">' in form
+    response = admin.post(
+        "/admin/targets/new",
+        data={
+            "name": "db1",
+            "project": "linear",
+            "environment": "dev",
+            "url": url,
+            "tags": "eu, team:a",
+            "version_table": "",
+            "version_table_schema": "",
+        },
+    )
+    assert response.status_code == 302
+    (target,) = find_targets(read())
+    assert (target.name, target.environment.name, target.url) == ("db1", "dev", url)
+    assert target.tags == ["eu", "team:a"]
+
+    # the page shows the target; its state comes from a real probe
+    matrix = admin.post("/overview/probe", headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert 'data-target="db1" data-state="behind"' in matrix
+
+    edit = admin.get("/admin/targets/db1/edit").get_data(as_text=True)
+    assert url not in edit  # the stored URL is never sent back
+    response = admin.post(
+        "/admin/targets/db1/edit",
+        data={
+            "name": "db1",
+            "project": "linear",
+            "environment": "prod",
+            "url": "",
+            "tags": "eu",
+            "version_table": "",
+            "version_table_schema": "",
+        },
+    )
+    assert response.status_code == 302
+    (target,) = find_targets(read())
+    assert (target.environment.name, target.url, target.tags) == ("prod", url, ["eu"])
+
+    assert admin.post("/admin/targets/db1/delete").status_code == 302
+    assert find_targets(read()) == []
+
+
+def test_new_target_needs_a_url(
+    admin: FlaskClient, project_and_env: Any, read: Callable[[], Session]
+) -> None:
+    response = admin.post(
+        "/admin/targets/new",
+        data={"name": "db1", "project": "linear", "environment": "dev", "url": ""},
+    )
+    assert response.status_code == 400
+    assert "a new target needs a database URL" in response.get_data(as_text=True)
+    assert find_targets(read()) == []
+
+
+def test_target_url_password_is_masked_in_the_registry(
+    admin: FlaskClient, project_and_env: Any
+) -> None:
+    admin.post(
+        "/admin/targets/new",
+        data={
+            "name": "pg",
+            "project": "linear",
+            "environment": "dev",
+            "url": "postgresql+psycopg://app:hunter22@db.example/app",
+        },
+    )
+    html = admin.get("/admin/").get_data(as_text=True)
+    assert "hunter22" not in html
+    assert "app:***@db.example/app" in section(html, "<h2>Targets</h2>", "</table>")
+
+
+def test_environment_with_targets_cannot_be_removed(
+    admin: FlaskClient,
+    project_and_env: Any,
+    make_target: Callable[..., str],
+    read: Callable[[], Session],
+) -> None:
+    admin.post(
+        "/admin/targets/new",
+        data={
+            "name": "db1",
+            "project": "linear",
+            "environment": "dev",
+            "url": make_target(project_and_env),
+        },
+    )
+    response = admin.post("/admin/environments/dev/delete")
+    assert response.status_code == 409
+    assert "still holds 1 target(s)" in response.get_data(as_text=True)
+    assert [e.name for e in all_environments(read())] == ["dev", "prod"]
+
+
+def test_removing_a_project_removes_its_targets(
+    admin: FlaskClient,
+    project_and_env: Any,
+    make_target: Callable[..., str],
+    read: Callable[[], Session],
+) -> None:
+    admin.post(
+        "/admin/targets/new",
+        data={
+            "name": "db1",
+            "project": "linear",
+            "environment": "dev",
+            "url": make_target(project_and_env),
+        },
+    )
+    assert admin.post("/admin/projects/linear/delete").status_code == 302
+    assert find_targets(read()) == []
+    assert all_projects(read()) == []
+
+
+def test_unknown_kind_or_name_is_refused(admin: FlaskClient, project_and_env: Any) -> None:
+    assert admin.post("/admin/users/linear/delete").status_code == 400
+    assert admin.post("/admin/targets/nope/delete").status_code == 404
+    assert admin.get("/admin/projects/nope/edit").status_code == 404
