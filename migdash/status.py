@@ -111,7 +111,7 @@ def cached_status(session: Session, targets: Sequence[Target]) -> list[TargetRep
     for target in targets:
         snapshot = snapshots.get(target.id)
         if snapshot is None:
-            status = TargetStatus(TargetState.UNREACHABLE, (), (), (), "not probed yet")
+            status = TargetStatus(TargetState.NOT_PROBED, (), (), (), None)
             reports.append(TargetReport(target.name, target.project.name, target.environment.name,
                                         status, None, target.id))
         else:

@@ -25,6 +25,7 @@ class TargetState(StrEnum):
     UNINITIALISED = "uninitialised"
     UNREACHABLE = "unreachable"
     BROKEN_PROJECT = "broken_project"
+    NOT_PROBED = "not_probed"
     BUSY = "busy"
     FAILED = "failed"
 
@@ -62,7 +63,8 @@ def assess_target(
     revision is still reported, with the project's error.
     """
     if probe.error is not None:
-        return TargetStatus(TargetState.UNREACHABLE, (), (), (), probe.error)
+        heads = graph.resolve_quietly(track) if graph is not None else ()
+        return TargetStatus(TargetState.UNREACHABLE, (), heads, (), probe.error)
     if graph is None:
         return TargetStatus(TargetState.BROKEN_PROJECT, probe.current, (), (), project_error)
     heads = graph.resolve_quietly(track)

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
 
-from flask import Blueprint, Flask, abort, redirect, render_template, request, url_for
+from flask import Blueprint, Flask, abort, make_response, redirect, render_template, request, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
 from werkzeug.wrappers import Response
@@ -41,6 +41,11 @@ def init_login(app: Flask) -> None:
         if request.endpoint in {"auth.login", "static"} or request.endpoint is None:
             return None
         if not current_user.is_authenticated:
+            if request.headers.get("HX-Request") == "true":
+                # htmx would swap the login page into a fragment; send the browser there instead
+                response = make_response("", 401)
+                response.headers["HX-Redirect"] = url_for("auth.login", next=request.full_path)
+                return response
             return login_manager.unauthorized()  # type: ignore[no-any-return]
         return None
 

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import logging
+import re
 
 from flask import Flask, Response, make_response, render_template
 from werkzeug.exceptions import HTTPException
 
-from migdash.errors import Conflict, InvalidInput, MigdashError, NotFound, UnknownRevision
+from migdash.errors import (
+    BrokenProject,
+    Conflict,
+    InvalidInput,
+    MigdashError,
+    NotFound,
+    UnknownRevision,
+)
 from migdash.web.htmx import is_htmx
 
 log = logging.getLogger(__name__)
@@ -17,6 +25,7 @@ STATUS_BY_ERROR: dict[type[MigdashError], int] = {
     UnknownRevision: 404,
     InvalidInput: 400,
     Conflict: 409,
+    BrokenProject: 422,
 }
 
 
@@ -38,8 +47,14 @@ def render_error(title: str, message: str, hint: str, status: int) -> Response:
     return response
 
 
+def title_for(error: MigdashError) -> str:
+    """"UnknownRevision" -> "Unknown revision": a heading a person reads."""
+    words = re.findall(r"[A-Z][a-z]*|[a-z]+", type(error).__name__)
+    return " ".join(words).capitalize()
+
+
 def handle_migdash_error(error: MigdashError) -> Response:
-    return render_error(type(error).__name__, error.message, error.hint, status_for(error))
+    return render_error(title_for(error), error.message, error.hint, status_for(error))
 
 
 def handle_http_error(error: HTTPException) -> Response:

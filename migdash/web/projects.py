@@ -62,9 +62,7 @@ def detail(name: str) -> str:
 def graph_svg(name: str) -> Response:
     session = db()
     project = get_project(session, name)
-    graph, problem = project_graph(services_of().catalog, project)
-    if graph is None:
-        raise UnknownRevision("heads", project=f"{name} ({problem})")
+    graph = services_of().catalog.graph(project.script_location)
     reports = cached_status(session, find_targets(session, project=name))
     response = make_response(_svg(project.name, graph, reports))
     response.mimetype = "image/svg+xml"
@@ -78,7 +76,10 @@ def revision(name: str, revision: str) -> str:
     graph, problem = project_graph(services_of().catalog, project)
     if graph is None:
         return render_template("projects/broken.html", project=project, problem=problem)
-    resolved = graph.resolve(revision)
+    try:
+        resolved = graph.resolve(revision)
+    except UnknownRevision:
+        raise UnknownRevision(revision, project=name) from None
     if len(resolved) != 1:
         raise UnknownRevision(revision, project=name)
     node = graph.nodes[resolved[0]]

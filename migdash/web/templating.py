@@ -16,6 +16,7 @@ STATE_LABELS = {
     "uninitialised": "uninitialised",
     "unreachable": "unreachable",
     "broken_project": "broken project",
+    "not_probed": "not probed yet",
     "busy": "busy",
     "failed": "failed",
 }

@@ -280,7 +280,9 @@ def test_broken_project_is_reported_with_its_file(viewer: FlaskClient, broken: P
     assert "Traceback" not in html
     revision = viewer.get("/projects/broken/revisions/a1").get_data(as_text=True)
     assert broken.name in section(revision, '<section class="error"', "</section>")
-    assert viewer.get("/projects/broken/graph.svg").status_code == 404
+    svg_response = viewer.get("/projects/broken/graph.svg")
+    assert svg_response.status_code == 422
+    assert broken.name in svg_response.get_data(as_text=True)
 
 
 def test_broken_project_does_not_break_the_overview(
