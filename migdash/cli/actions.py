@@ -90,12 +90,14 @@ def _report(job_ids: list[int], wait: bool, timeout: float, as_json: bool) -> No
         raise SystemExit(1)
 
 
-main.command("upgrade")(_target_command("upgrade"))
-main.command("downgrade")(_target_command("downgrade"))
+# "-1" is a revision, as in ``alembic downgrade -1``, not an unknown option.
+RELATIVE_REVISIONS = {"ignore_unknown_options": True}
+main.command("upgrade", context_settings=RELATIVE_REVISIONS)(_target_command("upgrade"))
+main.command("downgrade", context_settings=RELATIVE_REVISIONS)(_target_command("downgrade"))
 stamp_command = _target_command("stamp")
 stamp_command = click.option("--purge", is_flag=True,
                              help="Delete all rows of the version table first.")(stamp_command)
-main.command("stamp")(stamp_command)
+main.command("stamp", context_settings=RELATIVE_REVISIONS)(stamp_command)
 
 
 @main.command("merge")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 from pathlib import Path
 
 from alembic import command
@@ -31,6 +33,8 @@ def init_project(session: Session, root: Path, name: str, template: str = "gener
     if folder.exists():
         raise Conflict(f"{folder} already exists", hint="Register it with project add instead.")
     folder.mkdir(parents=True)
-    config = Config(str(folder / "alembic.ini"))
-    command.init(config, str(folder / "migrations"), template=template)
+    config = Config(str(folder / "alembic.ini"), stdout=io.StringIO())
+    # Alembic writes "Creating directory ..." to sys.stdout itself, which would corrupt --json
+    with contextlib.redirect_stdout(io.StringIO()):
+        command.init(config, str(folder / "migrations"), template=template)
     return registry.add_project(session, name, str(folder / "migrations"))

@@ -149,19 +149,18 @@ class Worker:
                                 name=f"heartbeat-{job_id}", daemon=True)
         with tempfile.TemporaryDirectory(prefix="migdash-job-") as scratch:
             result_file = Path(scratch) / "result.json"
-            process = subprocess.Popen(  # noqa: S603 - our own module, fixed argv
+            with subprocess.Popen(  # noqa: S603 - our own module, fixed argv
                 [sys.executable, "-m", "migdash.jobs.runner", str(result_file), str(os.getpid())],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                 text=True, cwd=_working_directory(spec), bufsize=1,
-            )
-            beat.start()
-            assert process.stdin is not None and process.stdout is not None
-            process.stdin.write(json.dumps(spec.to_json()))
-            process.stdin.close()
-            for raw in process.stdout:
-                clock.line(raw.rstrip("\n"))
-            returncode = process.wait()
-            clock.finish()
+            ) as process:  # closes the pipes: a long-lived worker must not leak a fd per job
+                beat.start()
+                assert process.stdin is not None and process.stdout is not None
+                process.stdin.write(json.dumps(spec.to_json()))
+                process.stdin.close()
+                for raw in process.stdout:
+                    clock.line(raw.rstrip("\n"))
+                returncode = process.wait()
             stop.set()
             beat.join()
             if result_file.exists():
@@ -169,6 +168,8 @@ class Worker:
             else:
                 result = ActionResult(ok=False, error=f"the action process exited with code "
                                       f"{returncode} before reporting a result")
+            if result.ok:
+                clock.finish()  # on failure clock.current stays: it is the step that failed
         self._flush(job_id, lines, lock)
         return result, clock
 
