@@ -74,6 +74,10 @@ class RevisionGraph:
     def __len__(self) -> int:
         return len(self.nodes)
 
+    def __bool__(self) -> bool:
+        """A project with no revisions yet is still a loaded project."""
+        return True
+
     @property
     def branch_points(self) -> tuple[str, ...]:
         return tuple(r for r in self.history if self.nodes[r].is_branch_point)

@@ -27,7 +27,14 @@ def mask_url(url: str) -> str:
     except (ArgumentError, ValueError):
         scheme, sep, _ = url.partition("://")
         return f"{scheme}://{MASK}" if sep else MASK
-    return parsed.render_as_string(hide_password=True)
+    secret_keys = [key for key in parsed.query if key.lower() in SECRET_QUERY_KEYS]
+    if secret_keys:
+        parsed = parsed.update_query_dict({key: MASK for key in secret_keys})
+    return parsed.render_as_string(hide_password=True).replace("%2A%2A%2A", MASK)
+
+
+SECRET_QUERY_KEYS = frozenset({"password", "passwd", "pwd", "sslpassword", "secret", "token"})
+"""Query parameters that carry a password in some drivers' URLs (libpq, PyMySQL, ...)."""
 
 
 def url_secrets(url: str) -> list[str]:
@@ -42,16 +49,22 @@ def url_secrets(url: str) -> list[str]:
         written = urlsplit(url).password
     except ValueError:
         written = None
+    query_secrets: list[str] = []
     try:
-        password = make_url(url).password
+        parsed = make_url(url)
+        password = parsed.password
+        for key, value in parsed.query.items():
+            if key.lower() in SECRET_QUERY_KEYS:
+                values = value if isinstance(value, tuple) else (value,)
+                query_secrets.extend(v for v in values if v)
     except (ArgumentError, ValueError):
         password = unquote(written) if written else None
     if not password:
-        return []
+        return sorted(set(query_secrets), key=len, reverse=True)
     plain = str(password)
     if written is None or unquote(written) != plain:
         written = plain  # urlsplit cut the password short (an unencoded '#' or '?')
-    found = {plain, quote_plus(plain), quote(plain, safe=""), written}
+    found = {plain, quote_plus(plain), quote(plain, safe=""), written, *query_secrets}
     return sorted(found, key=len, reverse=True)
 
 

@@ -128,3 +128,11 @@ def test_password_with_an_unencoded_hash_is_scrubbed_whole() -> None:
     scrubbed = scrub_text("pl4n is a word; pl4n#ted is the secret", url_secrets(url))
 
     assert scrubbed == "pl4n is a word; *** is the secret"
+
+
+def test_passwords_in_the_query_string_are_masked_and_scrubbed() -> None:
+    url = "postgresql+psycopg://app@db/x?password=Qu3ry-s3cret&sslmode=require"
+    assert "Qu3ry-s3cret" not in mask_url(url)
+    assert "sslmode=require" in mask_url(url)
+    assert "Qu3ry-s3cret" in url_secrets(url)
+    assert "Qu3ry-s3cret" not in scrub_text(f"failed for {url}", url_secrets(url))
