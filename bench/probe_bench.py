@@ -96,9 +96,13 @@ def time_with_store(root: Path, project: Path, dbs: list[Path]) -> float:
 
     db_path = root / f"meta_{len(dbs)}.db"
     db_path.unlink(missing_ok=True)
+    from cryptography.fernet import Fernet
+
+    from migdash.store.crypto import UrlCipher
+
     db_engine = create_db_engine(f"sqlite:///{db_path}")
     upgrade_schema(db_engine)
-    sessions = create_session_factory(db_engine)
+    sessions = create_session_factory(db_engine, UrlCipher([Fernet.generate_key().decode()]))
     catalog, pool = GraphCatalog(), ProbePool(timeout=5.0, max_workers=16)
     with sessions() as session:
         registry.add_project(session, "bench", str(project))

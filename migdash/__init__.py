@@ -23,7 +23,7 @@ def resource_dir(name: str) -> Path:
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the Flask app; connects to nothing and runs no migrations."""
     from migdash.config import load_settings, validate
-    from migdash.extensions import csrf, htmx, login_manager
+    from migdash.extensions import csrf, htmx, limiter, login_manager
     from migdash.services import build_services
     from migdash.web import register_web
 
@@ -44,11 +44,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         REMEMBER_COOKIE_HTTPONLY=True,
         REMEMBER_COOKIE_SAMESITE="Lax",
         WTF_CSRF_TIME_LIMIT=None,
+        RATELIMIT_STORAGE_URI=settings["MIGDASH_RATELIMIT_STORAGE_URL"],
+        RATELIMIT_HEADERS_ENABLED=True,
     )
     app.config.update({k: v for k, v in settings.items() if k.startswith(("MIGDASH_", "WTF_"))})
     login_manager.init_app(app)
     csrf.init_app(app)
     htmx.init_app(app)
+    limiter.init_app(app)
     app.extensions["migdash"] = build_services(settings)
     register_web(app)
     return app

@@ -63,6 +63,9 @@ ENVIRONMENT: dict[str, Callable[[str, str], Any]] = {
     "MIGDASH_WORKER_THREADS": _positive_int,
     "MIGDASH_JOB_HEARTBEAT_TIMEOUT": _positive_float,
     "MIGDASH_PROJECTS_ROOT": _text,
+    "MIGDASH_ENCRYPTION_KEY": _text,
+    "MIGDASH_LOGIN_RATE_LIMIT": _text,
+    "MIGDASH_RATELIMIT_STORAGE_URL": _text,
 }
 """Every environment variable migdash reads, with its parser (README lists them all)."""
 
@@ -78,6 +81,9 @@ DEFAULTS: dict[str, Any] = {
     "MIGDASH_WORKER_THREADS": 4,
     "MIGDASH_JOB_HEARTBEAT_TIMEOUT": 30.0,
     "MIGDASH_PROJECTS_ROOT": None,
+    "MIGDASH_ENCRYPTION_KEY": None,
+    "MIGDASH_LOGIN_RATE_LIMIT": "10 per minute",
+    "MIGDASH_RATELIMIT_STORAGE_URL": "memory://",
     "TESTING": False,
 }
 
@@ -110,6 +116,15 @@ def validate(settings: Mapping[str, Any]) -> None:
             hint="Set MIGDASH_SECRET_KEY (the same value for every gunicorn worker), or run "
             "`migdash db upgrade` once, which writes one to the instance folder.",
         )
+    if not settings.get("TESTING") and not (
+        settings.get("MIGDASH_ENCRYPTION_KEY")
+        or (Path(settings["MIGDASH_INSTANCE"]) / "encryption.key").is_file()
+    ):
+        raise ConfigError(
+            "no encryption key: target URLs are stored encrypted",
+            hint="Set MIGDASH_ENCRYPTION_KEY (the same for every process), or run "
+            "`migdash db upgrade` once, which writes instance/encryption.key (mode 0600).",
+        )
     url = str(settings["MIGDASH_DATABASE_URL"])
     if "://" not in url:
         raise ConfigError(
@@ -124,12 +139,15 @@ def read_secret_key(instance: Path) -> str | None:
 
 
 def ensure_instance(instance: Path) -> None:
-    """Create the instance folder and its secret key file (0600) if missing.
+    """Create the instance folder, its secret key and encryption key files (0600) if missing.
 
     Called by the CLI before it builds the app, never by ``create_app``, so
     the factory stays free of side effects.
     """
+    from migdash.store.crypto import ensure_key_file
+
     instance.mkdir(parents=True, exist_ok=True)
+    ensure_key_file(instance)
     path = instance / SECRET_KEY_FILE
     if not path.exists():
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -7,16 +7,19 @@ CLI and the web reach them through :func:`services_of`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from cryptography.fernet import Fernet
 from flask import Flask, current_app
 from sqlalchemy.orm import Session, sessionmaker
 
 from migdash.engine.catalog import GraphCatalog
 from migdash.engine.probe import ProbePool
 from migdash.jobs.queue import JobQueue
-from migdash.store.session import create_db_engine, create_session_factory
+from migdash.store.crypto import UrlCipher, load_keys
+from migdash.store.session import create_db_engine, create_session_factory, upgrade_schema
 
 
 @dataclass
@@ -26,15 +29,25 @@ class Services:
     catalog: GraphCatalog
     probes: ProbePool
     queue: JobQueue
+    cipher: UrlCipher
     settings: dict[str, Any]
+
+    def upgrade_schema(self) -> None:
+        """``migdash db upgrade`` for this app's metadata DB."""
+        upgrade_schema(self.db_engine, cipher=self.cipher)
 
 
 def build_services(settings: dict[str, Any]) -> Services:
     """Create the objects; nothing connects until first use."""
     db_engine = create_db_engine(settings["MIGDASH_DATABASE_URL"])
+    keys = load_keys(settings["MIGDASH_ENCRYPTION_KEY"], Path(settings["MIGDASH_INSTANCE"]))
+    if not keys and settings.get("TESTING"):
+        keys = [Fernet.generate_key().decode()]
+    cipher = UrlCipher(keys)
     return Services(
         db_engine=db_engine,
-        sessions=create_session_factory(db_engine),
+        sessions=create_session_factory(db_engine, cipher),
+        cipher=cipher,
         catalog=GraphCatalog(),
         probes=ProbePool(
             timeout=settings["MIGDASH_PROBE_TIMEOUT"],

@@ -24,10 +24,10 @@ from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 
 from migdash import create_app
+from migdash.config import ensure_instance
 from migdash.scaffold import RevisionSpec, write_project
 from migdash.services import services_of
 from migdash.store.models import Role
-from migdash.store.session import upgrade_schema
 from migdash.store.users import create_user
 
 SHAPES: dict[str, list[RevisionSpec]] = {
@@ -124,6 +124,7 @@ def migrate_to(project: ProjectFixture, url: str, at: str | None) -> None:
 
 @pytest.fixture
 def app(tmp_path: Path) -> Iterator[Flask]:
+    ensure_instance(tmp_path / "instance")  # the encryption key every app on it shares
     app = create_app(
         {
             "TESTING": True,
@@ -134,7 +135,7 @@ def app(tmp_path: Path) -> Iterator[Flask]:
         }
     )
     (tmp_path / "instance").mkdir(exist_ok=True)
-    upgrade_schema(services_of(app).db_engine)
+    services_of(app).upgrade_schema()
     yield app
     services_of(app).probes.close()
     services_of(app).db_engine.dispose()

@@ -8,33 +8,22 @@ from pathlib import Path
 import click
 from flask.cli import with_appcontext
 
-from migdash.cli.base import emit, json_option, main, store
+from migdash.cli.base import emit, json_option, main, resolve_actor, store
 from migdash.cli.registry import project_group
+from migdash.jobs import approvals
 from migdash.jobs import requests as job_requests
 from migdash.jobs.consumer import run_worker
 from migdash.jobs.preview import preview_sql
+from migdash.jobs.requests import job_json
+from migdash.jobs.submit import cancel as cancel_job
+from migdash.jobs.submit import submit_project_action, submit_target_action
 from migdash.services import services_of
 from migdash.store import registry
 from migdash.store.models import Job, JobState, utcnow
 
-ACTOR_OPTION = click.option("--as", "actor", default="cli", show_default=True,
-                            help="Name recorded as the requester.")
-
-
-def job_json(job: Job) -> dict[str, object]:
-    return {
-        "id": job.id, "kind": job.kind, "project": job.project_name, "target": job.target_name,
-        "arguments": job.arguments, "state": job.state, "note": job.note,
-        "requested_by": job.requested_by, "requested_at": _iso(job.requested_at),
-        "started_at": _iso(job.started_at), "finished_at": _iso(job.finished_at),
-        "worker": job.worker, "from_revisions": job.from_revisions,
-        "result_revisions": job.result_revisions, "failed_step": job.failed_step,
-        "error": job.error, "output": job.output,
-    }
-
-
-def _iso(moment: object) -> str | None:
-    return f"{moment.isoformat()}Z" if moment is not None else None  # type: ignore[attr-defined]
+ACTOR_OPTION = click.option(
+    "--as", "actor", default=None, envvar="MIGDASH_CLI_USER",
+    help="Act as this migdash user (their role applies); default: the shell's trusted 'cli'.")
 
 
 def _wait_for(job_ids: list[int], timeout: float) -> list[Job]:
@@ -66,10 +55,9 @@ def _target_command(kind: str) -> click.Command:
                 emit({"sql": preview.sql, "hazards": preview.hazards, "error": preview.error,
                       "start": preview.start}, as_json, preview.sql or preview.error)
                 return
-            job = job_requests.request_target_action(session, services.catalog, row, kind, revision,
-                                                     actor=actor, now=utcnow(), purge=purge)
-            session.commit()
-            services.queue.submit([job.id])
+            name, role = resolve_actor(session, actor)
+            job = submit_target_action(session, services.catalog, services.probes, services.queue,
+                                       row, kind, revision, actor=name, role=role, purge=purge)
             job_id = job.id
         _report([job_id], wait, timeout, as_json)
 
@@ -113,11 +101,10 @@ def merge(project: str, message: str, heads: tuple[str, ...], wait: bool, timeou
           actor: str, as_json: bool) -> None:
     """Queue a merge revision of the project's heads."""
     with store() as (session, services):
-        job = job_requests.request_project_action(
-            session, services.catalog, registry.get_project(session, project), "merge",
-            {"message": message, "heads": list(heads)}, actor=actor, now=utcnow())
-        session.commit()
-        services.queue.submit([job.id])
+        name, role = resolve_actor(session, actor)
+        job = submit_project_action(
+            session, services.catalog, services.queue, registry.get_project(session, project),
+            "merge", {"message": message, "heads": list(heads)}, actor=name, role=role)
         job_id = job.id
     _report([job_id], wait, timeout, as_json)
 
@@ -143,11 +130,10 @@ def revision(project: str, message: str, head: str | None, branch_label: str | N
         target = registry.get_target(session, against) if against else None
         arguments = {"message": message, "head": head, "branch_label": branch_label,
                      "depends_on": list(depends_on), "autogenerate": autogenerate}
-        job = job_requests.request_project_action(
-            session, services.catalog, registry.get_project(session, project), "revision",
-            arguments, actor=actor, now=utcnow(), against=target)
-        session.commit()
-        services.queue.submit([job.id])
+        name, role = resolve_actor(session, actor)
+        job = submit_project_action(
+            session, services.catalog, services.queue, registry.get_project(session, project),
+            "revision", arguments, actor=name, role=role, against=target)
         job_id = job.id
     _report([job_id], wait, timeout, as_json)
 
@@ -193,12 +179,49 @@ def job(job_id: int, with_log: bool, as_json: bool) -> None:
 @click.argument("job_id", type=int)
 @ACTOR_OPTION
 @with_appcontext
-def cancel(job_id: int, actor: str) -> None:
+def cancel(job_id: int, actor: str | None) -> None:
     """Cancel a queued job."""
     with store() as (session, _):
-        job_requests.cancel_job(session, job_id, actor=actor, now=utcnow())
-        session.commit()
+        name, role = resolve_actor(session, actor)
+        cancel_job(session, job_id, actor=name, role=role)
         click.echo(f"job {job_id} cancelled")
+
+
+@main.command("approve")
+@click.argument("job_id", type=int)
+@click.option("--as", "actor", required=True, envvar="MIGDASH_CLI_USER",
+              help="The approver (a named user; never the requester).")
+@click.option("--comment", default="")
+@json_option
+@with_appcontext
+def approve(job_id: int, actor: str, comment: str, as_json: bool) -> None:
+    """Approve a job awaiting approval (after reading its plan: `migdash job ID`)."""
+    with store() as (session, services):
+        name, role = resolve_actor(session, actor)
+        decision = approvals.approve(session, services.catalog, services.probes, job_id,
+                                     actor=name, role=role, comment=comment, seen_plan=None,
+                                     now=utcnow())
+        session.commit()
+        if decision.queued:
+            services.queue.submit([job_id])
+        emit({**job_json(decision.job), "approvals": decision.approvals,
+              "required_approvals": decision.required}, as_json,
+             f"job {job_id}: approved by {name} ({decision.approvals} of {decision.required})"
+             + ("; queued" if decision.queued else ""))
+
+
+@main.command("reject")
+@click.argument("job_id", type=int)
+@click.option("--as", "actor", required=True, envvar="MIGDASH_CLI_USER")
+@click.option("--comment", default="")
+@with_appcontext
+def reject(job_id: int, actor: str, comment: str) -> None:
+    """Reject a job awaiting approval; it never runs."""
+    with store() as (session, _):
+        name, role = resolve_actor(session, actor)
+        approvals.reject(session, job_id, actor=name, role=role, comment=comment, now=utcnow())
+        session.commit()
+        click.echo(f"job {job_id}: rejected by {name}")
 
 
 @main.command("worker")

@@ -19,7 +19,9 @@ from migdash import create_app
 from migdash.config import ensure_instance
 from migdash.errors import MigdashError
 from migdash.services import Services, services_of
-from migdash.store.session import schema_is_current, upgrade_schema
+from migdash.store.models import Role
+from migdash.store.session import schema_is_current
+from migdash.store.users import get_user
 
 
 def _create_cli_app() -> Flask:
@@ -66,9 +68,27 @@ def store() -> Iterator[tuple[Session, Services]]:
                 "the metadata database is not at the current schema",
                 hint="run `migdash db upgrade` (once per release) before other commands",
             )
-        upgrade_schema(services.db_engine)
+        services.upgrade_schema()
     with services.sessions() as session:
         yield session, services
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+CLI_ACTOR = "cli"
+
+
+def resolve_actor(session: Session, name: str | None) -> tuple[str, Role]:
+    """The named user and their role, or the shell's trusted ``cli`` actor.
+
+    Anyone who can run ``migdash`` on the instance can read its keys anyway,
+    so an anonymous CLI call acts with admin rights; approvals still need a
+    named user, because the four-eyes rule is about people.
+    """
+    if name is None:
+        return CLI_ACTOR, Role.ADMIN
+    user = get_user(session, name)
+    if not user.active:
+        raise MigdashError(f"user {name!r} is disabled")
+    return user.username, Role(user.role)

@@ -12,10 +12,6 @@ from migdash.engine.scrub import mask_url
 from migdash.services import services_of
 from migdash.status import project_graph
 from migdash.store import registry
-from migdash.store.models import Role
-from migdash.store.session import upgrade_schema
-from migdash.store.users import create_user
-
 
 # --- db -----------------------------------------------------------------------------------
 
@@ -29,32 +25,8 @@ def db_group() -> None:
 @with_appcontext
 def db_upgrade() -> None:
     """Create or upgrade the metadata database schema."""
-    upgrade_schema(services_of().db_engine)
+    services_of().upgrade_schema()
     click.echo("metadata database is at the current schema")
-
-
-# --- user ---------------------------------------------------------------------------------
-
-
-@main.group("user")
-def user_group() -> None:
-    """People who sign in."""
-
-
-@user_group.command("create")
-@click.argument("name")
-@click.option("--role", type=click.Choice([r.value for r in Role]), default=Role.VIEWER.value)
-@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True,
-              help="Prompted for when not given.")
-@json_option
-@with_appcontext
-def user_create(name: str, role: str, password: str, as_json: bool) -> None:
-    """Create a user with a hashed password."""
-    with store() as (session, _):
-        user = create_user(session, name, password, Role(role))
-        session.commit()
-        emit({"username": user.username, "role": user.role}, as_json,
-             f"created user {user.username} ({user.role})")
 
 
 # --- registry -----------------------------------------------------------------------------
@@ -85,7 +57,7 @@ def project_add(name: str, script_location: str, version_table: str,
         location = str(Path(script_location).expanduser().resolve())
         project = registry.add_project(session, name, location, version_table=version_table,
                                        version_table_schema=version_table_schema, track=track,
-                                       url_mode=url_mode, url_env_var=url_env_var)
+                                       url_mode=url_mode, url_env_var=url_env_var, actor="cli")
         session.commit()
         graph, problem = project_graph(services.catalog, project)
         data = {"project": project.name, "script_location": location,
@@ -103,12 +75,16 @@ def env_group() -> None:
 @click.argument("name")
 @click.option("--protected", is_flag=True, help="Mutating actions here will need approval.")
 @click.option("--position", type=int, default=None, help="Order; default: after the others.")
+@click.option("--required-approvals", type=int, default=1, show_default=True,
+              help="Distinct approvers a job needs when protected.")
 @json_option
 @with_appcontext
-def env_add(name: str, protected: bool, position: int | None, as_json: bool) -> None:
+def env_add(name: str, protected: bool, position: int | None, required_approvals: int,
+            as_json: bool) -> None:
     """Create an environment."""
     with store() as (session, _):
-        env = registry.add_environment(session, name, protected=protected, position=position)
+        env = registry.add_environment(session, name, protected=protected, position=position,
+                                       required_approvals=required_approvals, actor="cli")
         session.commit()
         emit({"environment": env.name, "position": env.position, "protected": env.protected},
              as_json, f"created environment {env.name} (position {env.position})")
@@ -135,7 +111,7 @@ def target_add(name: str, project: str, environment: str, url: str, tags: tuple[
     with store() as (session, _):
         target = registry.add_target(session, name, project=project, environment=environment,
                                      url=url, tags=tags, version_table=version_table,
-                                     version_table_schema=version_table_schema)
+                                     version_table_schema=version_table_schema, actor="cli")
         session.commit()
         emit({"target": target.name, "project": project, "environment": environment,
               "url": mask_url(target.url), "tags": target.tags}, as_json,
@@ -174,7 +150,7 @@ def project_edit(name: str, rename: str | None, script_location: str | None,
             changes["script_location"] = str(Path(script_location).expanduser().resolve())
         if version_table_schema is not None:
             changes["version_table_schema"] = version_table_schema
-        registry.edit_project(session, project, **changes)
+        registry.edit_project(session, project, actor="cli", **changes)
         session.commit()
         emit({"project": project.name, "script_location": project.script_location,
               "version_table": project.version_table, "track": project.track},
@@ -189,7 +165,7 @@ def project_remove(name: str) -> None:
     with store() as (session, services):
         project = registry.get_project(session, name)
         services.catalog.forget(project.script_location)
-        registry.remove_project(session, project)
+        registry.remove_project(session, project, actor="cli")
         session.commit()
         click.echo(f"removed project {name}")
 
@@ -228,7 +204,7 @@ def env_edit(name: str, rename: str | None, protected: bool | None, position: in
             changes["name"] = rename
         if protected is not None:
             changes["protected"] = protected
-        registry.edit_environment(session, env, **changes)
+        registry.edit_environment(session, env, actor="cli", **changes)
         session.commit()
         click.echo(f"updated environment {env.name}")
 
@@ -239,7 +215,8 @@ def env_edit(name: str, rename: str | None, protected: bool | None, position: in
 def env_remove(name: str) -> None:
     """Delete an empty environment."""
     with store() as (session, _):
-        registry.remove_environment(session, registry.get_environment(session, name))
+        registry.remove_environment(session, registry.get_environment(session, name),
+                                    actor="cli")
         session.commit()
         click.echo(f"removed environment {name}")
 
@@ -277,7 +254,7 @@ def target_edit(name: str, rename: str | None, project: str | None, environment:
             changes["name"] = rename
         if tags:
             changes["tags"] = list(tags)
-        registry.edit_target(session, target, **changes)
+        registry.edit_target(session, target, actor="cli", **changes)
         session.commit()
         click.echo(f"updated target {target.name} ({mask_url(target.url)})")
 
@@ -288,7 +265,7 @@ def target_edit(name: str, rename: str | None, project: str | None, environment:
 def target_remove(name: str) -> None:
     """Unregister a target (the database is not touched)."""
     with store() as (session, _):
-        registry.remove_target(session, registry.get_target(session, name))
+        registry.remove_target(session, registry.get_target(session, name), actor="cli")
         session.commit()
         click.echo(f"removed target {name}")
 

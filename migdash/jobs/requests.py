@@ -197,3 +197,20 @@ def describe(job: Job) -> str:
         return f"merge {job.project_name} heads {', '.join(args.get('heads', []))}: {args.get('message')}"
     auto = f" --autogenerate against {job.target_name}" if args.get("autogenerate") else ""
     return f"revision {job.project_name} -m {args.get('message')!r}{auto}"
+
+
+def job_json(job: Job) -> dict[str, object]:
+    """A job as plain data, for ``--json`` and the API (no URLs: nothing secret)."""
+    return {
+        "id": job.id, "kind": job.kind, "project": job.project_name, "target": job.target_name,
+        "arguments": job.arguments, "state": job.state, "note": job.note,
+        "requested_by": job.requested_by, "requested_at": _iso(job.requested_at),
+        "started_at": _iso(job.started_at), "finished_at": _iso(job.finished_at),
+        "worker": job.worker, "from_revisions": job.from_revisions,
+        "result_revisions": job.result_revisions, "failed_step": job.failed_step,
+        "error": job.error, "output": job.output, "plan_hash": job.plan_hash,
+    }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return f"{moment.isoformat()}Z" if moment is not None else None

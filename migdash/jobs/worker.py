@@ -35,6 +35,7 @@ from migdash.jobs.locks import AdvisoryLock, LeaseHolder, acquire_lease, release
 from migdash.jobs.queue import JobQueue
 from migdash.jobs.requests import TARGET_ACTIONS, add_log, describe
 from migdash.status import refresh_status
+from migdash.store import audit
 from migdash.store.models import Job, JobLogLine, JobState, Project, Target, TargetLease, utcnow
 
 log = logging.getLogger(__name__)
@@ -127,6 +128,9 @@ class Worker:
         if claimed == 1:
             waited = (now - job.requested_at).total_seconds()
             add_log(session, job.id, f"started on {self.name} after {waited:.1f} s in the queue", now)
+            audit.record(session, self.name, "job.start", project=job.project_name,
+                         target=job.target_name, job_id=job.id, from_revisions=job.from_revisions,
+                         to_revision=_destination(job), detail={"kind": job.kind}, now=now)
         session.commit()
         return claimed == 1
 
@@ -221,6 +225,12 @@ class Worker:
             took = (now - job.started_at).total_seconds() if job.started_at else 0.0
             at = f"; target now at {', '.join(current) or '<base>'}" if current is not None else ""
             if finished:
+                audit.record(session, self.name, "job.end", project=job.project_name,
+                             target=job.target_name, job_id=job_id,
+                             from_revisions=job.from_revisions,
+                             to_revision=",".join(current) if current is not None else None,
+                             detail={"kind": job.kind, "state": state.value,
+                                     "failed_step": failed_step}, now=now)
                 where = f" at step {failed_step}" if failed_step else ""
                 verdict = "succeeded" if result.ok else f"failed{where}"
                 add_log(session, job_id, f"{describe(job)} {verdict} in {took:.1f} s{at}", now)
@@ -265,6 +275,10 @@ def reap_interrupted(
             (report,) = refresh_status(session, catalog, probes, [job.target])
             current = list(report.status.current)
             job.result_revisions = current
+        audit.record(session, "reaper", "job.interrupted", project=job.project_name,
+                     target=job.target_name, job_id=job.id, from_revisions=job.from_revisions,
+                     to_revision=",".join(current) if current is not None else None,
+                     detail={"worker": job.worker}, now=now)
         add_log(session, job.id, f"interrupted: worker {job.worker} stopped responding; the "
                 f"lock was released and the job will not run again; target now at "
                 f"{', '.join(current or []) or '<base>'}", now)
@@ -294,6 +308,11 @@ def build_spec(job: Job) -> ActionSpec:
         depends_on=tuple(args.get("depends_on") or ()),
         autogenerate=bool(args.get("autogenerate")),
     )
+
+
+def _destination(job: Job) -> str | None:
+    revision = job.arguments.get("revision") or job.arguments.get("head")
+    return str(revision) if revision else None
 
 
 def _holder_note(holder: LeaseHolder) -> str:

@@ -12,7 +12,14 @@ from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    Session,
+    mapped_column,
+    object_session,
+    relationship,
+)
 
 
 def utcnow() -> datetime:
@@ -78,6 +85,8 @@ class Environment(Base):
     name: Mapped[str] = mapped_column(sa.String(100), unique=True)
     position: Mapped[int] = mapped_column(default=0)
     protected: Mapped[bool] = mapped_column(default=False)
+    required_approvals: Mapped[int] = mapped_column(default=1, server_default="1")
+    """Distinct approvers a job here needs when the environment is protected."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     targets: Mapped[list[Target]] = relationship(back_populates="environment")
@@ -92,7 +101,8 @@ class Target(Base):
     name: Mapped[str] = mapped_column(sa.String(100), unique=True)
     project_id: Mapped[int] = mapped_column(sa.ForeignKey("project.id", ondelete="CASCADE"))
     environment_id: Mapped[int] = mapped_column(sa.ForeignKey("environment.id"))
-    url: Mapped[str] = mapped_column(sa.String(2000))
+    url_encrypted: Mapped[str] = mapped_column(sa.Text)
+    """The database URL, Fernet-encrypted; read it through :attr:`url`."""
     tags: Mapped[list[str]] = mapped_column(default=list)
     version_table: Mapped[str | None] = mapped_column(sa.String(100))
     """Overrides the project's version table for this target only."""
@@ -101,6 +111,21 @@ class Target(Base):
 
     project: Mapped[Project] = relationship(back_populates="targets")
     environment: Mapped[Environment] = relationship(back_populates="targets")
+
+    @property
+    def url(self) -> str:
+        """The plaintext URL, decrypted with the session's cipher (never stored)."""
+        from migdash.store.crypto import session_cipher
+
+        session = object_session(self)
+        if session is None:
+            raise RuntimeError("a target's URL can only be read while it is in a session")
+        return session_cipher(session).decrypt(self.url_encrypted)
+
+    def set_url(self, session: Session, url: str) -> None:
+        from migdash.store.crypto import session_cipher
+
+        self.url_encrypted = session_cipher(session).encrypt(url)
 
 
 class User(Base):
@@ -142,16 +167,18 @@ class Snapshot(Base):
 class JobState(StrEnum):
     """A job's life: queued -> running -> one of the terminal states."""
 
+    AWAITING_APPROVAL = "awaiting_approval"
     QUEUED = "queued"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
     INTERRUPTED = "interrupted"
+    REJECTED = "rejected"
 
     @property
     def terminal(self) -> bool:
-        return self not in (JobState.QUEUED, JobState.RUNNING)
+        return self not in (JobState.AWAITING_APPROVAL, JobState.QUEUED, JobState.RUNNING)
 
 
 class Job(Base):
@@ -160,11 +187,19 @@ class Job(Base):
     __tablename__ = "job"
     __table_args__ = (
         sa.CheckConstraint(
-            "state IN ('queued', 'running', 'succeeded', 'failed', 'cancelled', 'interrupted')",
+            "state IN ('awaiting_approval', 'queued', 'running', 'succeeded', 'failed', "
+            "'cancelled', 'interrupted', 'rejected')",
             name="state",
         ),
         sa.CheckConstraint(
-            "state IN ('queued', 'cancelled') OR started_at IS NOT NULL", name="started"
+            "state IN ('awaiting_approval', 'queued', 'cancelled', 'rejected') "
+            "OR started_at IS NOT NULL",
+            name="started",
+        ),
+        sa.Index(
+            "uq_job_one_pending_approval", "target_id", "kind", unique=True,
+            sqlite_where=sa.text("state = 'awaiting_approval'"),
+            postgresql_where=sa.text("state = 'awaiting_approval'"),
         ),
         sa.Index("ix_job_state", "state"),
         sa.Index("ix_job_target", "target_id", "id"),
@@ -195,6 +230,8 @@ class Job(Base):
     error: Mapped[str | None] = mapped_column(sa.Text)
     output: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
     """What the action produced: new file, detected operations, step timings."""
+    plan_hash: Mapped[str | None] = mapped_column(sa.String(64))
+    """SHA-256 of the plan (offline SQL) approvers must have seen; renewed if the target moves."""
 
     project: Mapped[Project | None] = relationship()
     target: Mapped[Target | None] = relationship()
@@ -224,3 +261,61 @@ class TargetLease(Base):
     worker: Mapped[str] = mapped_column(sa.String(200))
     acquired_at: Mapped[datetime] = mapped_column(default=utcnow)
     heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Approval(Base):
+    """One person's decision on a job awaiting approval."""
+
+    __tablename__ = "approval"
+    __table_args__ = (
+        sa.CheckConstraint("decision IN ('approved', 'rejected')", name="decision"),
+        sa.CheckConstraint("decided_by <> ''", name="decider"),
+        sa.UniqueConstraint("job_id", "decided_by", name="uq_approval_job_decider"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(sa.ForeignKey("job.id", ondelete="CASCADE"))
+    decision: Mapped[str] = mapped_column(sa.String(20))
+    decided_by: Mapped[str] = mapped_column(sa.String(100))
+    decided_at: Mapped[datetime] = mapped_column(default=utcnow)
+    comment: Mapped[str] = mapped_column(sa.Text, default="")
+    plan_hash: Mapped[str | None] = mapped_column(sa.String(64))
+    """The plan the decider saw, so an approval cannot outlive the plan it approved."""
+
+
+class AuditEvent(Base):
+    """An append-only record of one thing someone did (see ``store/audit.py``)."""
+
+    __tablename__ = "audit_event"
+    __table_args__ = (sa.Index("ix_audit_event_at", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(sa.String(100))
+    action: Mapped[str] = mapped_column(sa.String(50))
+    project: Mapped[str | None] = mapped_column(sa.String(100))
+    environment: Mapped[str | None] = mapped_column(sa.String(100))
+    target: Mapped[str | None] = mapped_column(sa.String(100))
+    job_id: Mapped[int | None] = mapped_column()
+    from_revisions: Mapped[list[str] | None] = mapped_column(sa.JSON)
+    to_revision: Mapped[str | None] = mapped_column(sa.String(200))
+    sql_hash: Mapped[str | None] = mapped_column(sa.String(64))
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    ip: Mapped[str | None] = mapped_column(sa.String(64))
+
+
+class ApiToken(Base):
+    """A personal API token; only its SHA-256 is stored."""
+
+    __tablename__ = "api_token"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("user.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(sa.String(100))
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(sa.String(12))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column()
+    revoked_at: Mapped[datetime | None] = mapped_column()
+
+    user: Mapped[User] = relationship()

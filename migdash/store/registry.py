@@ -16,7 +16,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session
 
+from migdash.engine.scrub import mask_url
 from migdash.errors import Conflict, InvalidInput, NotFound
+from migdash.store import audit
 from migdash.store.models import Environment, Project, Target
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
@@ -102,6 +104,7 @@ def add_project(
     track: str = "heads",
     url_mode: str = "config",
     url_env_var: str | None = None,
+    actor: str = "system",
 ) -> Project:
     """Register an existing Alembic project by the path of its script directory."""
     name = check_name("project", name)
@@ -121,11 +124,15 @@ def add_project(
     )
     session.add(project)
     session.flush()
+    audit.record(session, actor, "registry.project.add", project=name,
+                 detail={"script_location": project.script_location})
     return project
 
 
-def edit_project(session: Session, project: Project, **changes: Any) -> Project:
+def edit_project(session: Session, project: Project, *, actor: str = "system",
+                 **changes: Any) -> Project:
     """Change a project's fields; a rename is checked like a new name."""
+    before = project.name
     if "name" in changes and changes["name"] != project.name:
         name = check_name("project", changes["name"])
         if session.scalar(sa.select(Project.id).where(Project.name == name)) is not None:
@@ -140,17 +147,22 @@ def edit_project(session: Session, project: Project, **changes: Any) -> Project:
         project.url_mode, project.url_env_var = check_url_mode(
             changes["url_mode"], changes.get("url_env_var", project.url_env_var))
     session.flush()
+    audit.record(session, actor, "registry.project.edit", project=before,
+                 detail={k: str(v) for k, v in changes.items() if v is not None})
     return project
 
 
-def remove_project(session: Session, project: Project) -> None:
+def remove_project(session: Session, project: Project, *, actor: str = "system") -> None:
     """Unregister a project and its targets (files on disk are left alone)."""
+    audit.record(session, actor, "registry.project.remove", project=project.name,
+                 detail={"targets": [t.name for t in project.targets]})
     session.delete(project)
     session.flush()
 
 
 def add_environment(
-    session: Session, name: str, *, protected: bool = False, position: int | None = None
+    session: Session, name: str, *, protected: bool = False, position: int | None = None,
+    required_approvals: int = 1, actor: str = "system",
 ) -> Environment:
     """Create an environment; without *position* it goes after the existing ones."""
     name = check_name("environment", name)
@@ -159,13 +171,20 @@ def add_environment(
     if position is None:
         last = session.scalar(sa.select(sa.func.max(Environment.position)))
         position = 0 if last is None else last + 1
-    environment = Environment(name=name, protected=protected, position=position)
+    if required_approvals < 1:
+        raise InvalidInput("an environment needs at least one approval when protected")
+    environment = Environment(name=name, protected=protected, position=position,
+                              required_approvals=required_approvals)
     session.add(environment)
     session.flush()
+    audit.record(session, actor, "registry.environment.add", environment=name,
+                 detail={"protected": protected, "required_approvals": required_approvals})
     return environment
 
 
-def edit_environment(session: Session, environment: Environment, **changes: Any) -> Environment:
+def edit_environment(session: Session, environment: Environment, *, actor: str = "system",
+                     **changes: Any) -> Environment:
+    before = environment.name
     if "name" in changes and changes["name"] != environment.name:
         name = check_name("environment", changes["name"])
         if session.scalar(sa.select(Environment.id).where(Environment.name == name)) is not None:
@@ -175,17 +194,25 @@ def edit_environment(session: Session, environment: Environment, **changes: Any)
         environment.protected = bool(changes["protected"])
     if changes.get("position") is not None:
         environment.position = int(changes["position"])
+    if changes.get("required_approvals") is not None:
+        if int(changes["required_approvals"]) < 1:
+            raise InvalidInput("an environment needs at least one approval when protected")
+        environment.required_approvals = int(changes["required_approvals"])
     session.flush()
+    audit.record(session, actor, "registry.environment.edit", environment=before,
+                 detail={k: str(v) for k, v in changes.items() if v is not None})
     return environment
 
 
-def remove_environment(session: Session, environment: Environment) -> None:
+def remove_environment(session: Session, environment: Environment, *,
+                       actor: str = "system") -> None:
     """Delete an empty environment; one that still holds targets is refused."""
     if environment.targets:
         raise Conflict(
             f"environment {environment.name!r} still holds {len(environment.targets)} target(s)",
             hint="Move or remove its targets first.",
         )
+    audit.record(session, actor, "registry.environment.remove", environment=environment.name)
     session.delete(environment)
     session.flush()
 
@@ -200,39 +227,49 @@ def add_target(
     tags: Iterable[str] = (),
     version_table: str | None = None,
     version_table_schema: str | None = None,
+    actor: str = "system",
 ) -> Target:
     """Register a database; a missing environment is created at the end of the order."""
     name = check_name("target", name)
     if session.scalar(sa.select(Target.id).where(Target.name == name)) is not None:
         raise Conflict(f"a target named {name!r} already exists")
     owner = get_project(session, project)
+    clean_url, clean_tags = check_url(url), check_tags(tags)
     try:
         env = get_environment(session, environment)
     except NotFound:
-        env = add_environment(session, environment)
+        env = add_environment(session, environment, actor=actor)
     target = Target(
         name=name,
         project=owner,
         environment=env,
-        url=check_url(url),
-        tags=check_tags(tags),
+        tags=clean_tags,
         version_table=(version_table or "").strip() or None,
         version_table_schema=(version_table_schema or "").strip() or None,
     )
     session.add(target)
+    target.set_url(session, clean_url)
     session.flush()
+    audit.record(session, actor, "registry.target.add", project=owner.name,
+                 environment=env.name, target=name, detail={"url": mask_url(url)})
     return target
 
 
-def edit_target(session: Session, target: Target, **changes: Any) -> Target:
-    """Change a target; an empty URL keeps the stored one (so secrets need not be re-shown)."""
+def edit_target(session: Session, target: Target, *, actor: str = "system",
+                **changes: Any) -> Target:
+    """Change a target; an empty URL keeps the stored one (so secrets need not be re-shown).
+
+    A new URL is taken whole, password included: a URL is never edited in
+    place around a hidden password.
+    """
+    before = target.name
     if "name" in changes and changes["name"] != target.name:
         name = check_name("target", changes["name"])
         if session.scalar(sa.select(Target.id).where(Target.name == name)) is not None:
             raise Conflict(f"a target named {name!r} already exists")
         target.name = name
     if changes.get("url"):
-        target.url = check_url(changes["url"])
+        target.set_url(session, check_url(changes["url"]))
     if changes.get("project"):
         target.project = get_project(session, changes["project"])
     if changes.get("environment"):
@@ -243,9 +280,16 @@ def edit_target(session: Session, target: Target, **changes: Any) -> Target:
         if field in changes:
             setattr(target, field, (changes[field] or "").strip() or None)
     session.flush()
+    detail = {k: str(v) for k, v in changes.items() if v is not None and k != "url"}
+    if changes.get("url"):
+        detail["url"] = mask_url(changes["url"])
+    audit.record(session, actor, "registry.target.edit", project=target.project.name,
+                 environment=target.environment.name, target=before, detail=detail)
     return target
 
 
-def remove_target(session: Session, target: Target) -> None:
+def remove_target(session: Session, target: Target, *, actor: str = "system") -> None:
+    audit.record(session, actor, "registry.target.remove", project=target.project.name,
+                 environment=target.environment.name, target=target.name)
     session.delete(target)
     session.flush()

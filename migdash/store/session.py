@@ -10,6 +10,9 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.orm import Session, sessionmaker
 
+from migdash.store.audit import forbid_changes
+from migdash.store.crypto import UrlCipher
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -33,24 +36,37 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def create_session_factory(db_engine: sa.Engine) -> sessionmaker[Session]:
-    return sessionmaker(db_engine, expire_on_commit=False)
+def create_session_factory(db_engine: sa.Engine, cipher: UrlCipher) -> sessionmaker[Session]:
+    """Sessions that carry the URL cipher and refuse to change audit rows."""
+    factory = sessionmaker(db_engine, expire_on_commit=False, info={"cipher": cipher})
+    sa.event.listen(factory, "before_flush", forbid_changes)
+    return factory
 
 
-def migrations_config(connection: sa.Connection | None = None) -> Config:
-    """Alembic config for migdash's own schema; the connection rides in ``attributes``."""
+def migrations_config(
+    connection: sa.Connection | None = None, cipher: UrlCipher | None = None
+) -> Config:
+    """Alembic config for migdash's own schema; connection and cipher ride in ``attributes``."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.set_main_option("version_table", "migdash_version")
     if connection is not None:
         config.attributes["connection"] = connection
+    if cipher is not None:
+        config.attributes["cipher"] = cipher
     return config
 
 
-def upgrade_schema(db_engine: sa.Engine, revision: str = "head") -> None:
-    """Bring the metadata DB's schema to *revision* (``migdash db upgrade``)."""
+def upgrade_schema(db_engine: sa.Engine, revision: str = "head",
+                   cipher: UrlCipher | None = None) -> None:
+    """Bring the metadata DB's schema to *revision* (``migdash db upgrade``).
+
+    The cipher is needed by the migration that encrypts stored target URLs.
+    """
     with db_engine.begin() as connection:
-        command.upgrade(migrations_config(connection), revision)
+        command.upgrade(migrations_config(connection, cipher), revision)
+    if db_engine.dialect.name == "sqlite":
+        db_engine.dispose()  # env.py turned foreign keys off on that connection; start afresh
 
 
 def schema_is_current(db_engine: sa.Engine) -> bool:

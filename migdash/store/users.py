@@ -86,3 +86,14 @@ def set_password(session: Session, user: User, password: str) -> None:
         raise InvalidInput(f"the password must have at least {MIN_PASSWORD} characters")
     user.password_hash = generate_password_hash(password)
     session.flush()
+
+
+def set_role(session: Session, user: User, role: Role) -> None:
+    user.role = Role(role).value
+    session.flush()
+
+
+def set_active(session: Session, user: User, active: bool) -> None:
+    """Disable (or re-enable) an account; a disabled user cannot sign in or use tokens."""
+    user.active = active
+    session.flush()

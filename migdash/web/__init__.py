@@ -12,14 +12,27 @@ from flask import Flask
 
 def register_web(app: Flask) -> None:
     """Attach blueprints, handlers and per-request hooks to *app*."""
-    from migdash.web import actions, admin, auth, jobs, overview, projects, targets
+    from migdash.extensions import csrf
+    from migdash.web import (
+        actions,
+        admin,
+        api,
+        approvals,
+        audit,
+        auth,
+        jobs,
+        overview,
+        projects,
+        targets,
+    )
     from migdash.web.db import close_session
     from migdash.web.errors import register_error_handlers
     from migdash.web.security import register_security
     from migdash.web.templating import register_templating
 
-    for module in (auth, overview, projects, targets, admin, jobs, actions):
+    for module in (auth, overview, projects, targets, admin, jobs, actions, approvals, audit, api):
         app.register_blueprint(module.bp)
+    csrf.exempt(api.bp)  # token-authenticated, no cookies: nothing for CSRF to protect
     auth.init_login(app)
     register_error_handlers(app)
     register_security(app)

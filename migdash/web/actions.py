@@ -8,12 +8,17 @@ from flask_login import current_user
 from migdash.errors import InvalidInput
 from migdash.jobs import requests as job_requests
 from migdash.jobs.preview import preview_sql
+from migdash.jobs.submit import (
+    submit_environment_action,
+    submit_project_action,
+    submit_target_action,
+)
+from migdash.permissions import Permission
 from migdash.services import services_of
 from migdash.status import cached_status, project_graph
 from migdash.store import registry
-from migdash.store.models import Role, utcnow
 from migdash.store.queries import find_targets
-from migdash.web.auth import role_required
+from migdash.web.auth import requires
 from migdash.web.db import db
 
 bp = Blueprint("actions", __name__, url_prefix="/actions")
@@ -27,7 +32,7 @@ def _action_args() -> tuple[str, str, bool]:
 
 
 @bp.get("/targets/<name>")
-@role_required(Role.OPERATOR)
+@requires(Permission.REQUEST)
 def plan_target(name: str) -> str:
     """The confirm page: current -> destination, the revisions, the offline SQL, warnings."""
     session, services = db(), services_of()
@@ -41,7 +46,7 @@ def plan_target(name: str) -> str:
 
 
 @bp.get("/targets/<name>/plan.sql")
-@role_required(Role.OPERATOR)
+@requires(Permission.REQUEST)
 def plan_sql(name: str) -> Response:
     session, services = db(), services_of()
     target = registry.get_target(session, name)
@@ -57,20 +62,19 @@ def plan_sql(name: str) -> Response:
 
 
 @bp.post("/targets/<name>")
-@role_required(Role.OPERATOR)
+@requires(Permission.REQUEST)
 def request_target(name: str) -> Response:
     session, services = db(), services_of()
     target = registry.get_target(session, name)
     kind, revision, purge = _action_args()
-    job = job_requests.request_target_action(session, services.catalog, target, kind, revision,
-                                             actor=current_user.username, now=utcnow(), purge=purge)
-    session.commit()
-    services.queue.submit([job.id])
+    job = submit_target_action(session, services.catalog, services.probes, services.queue, target,
+                               kind, revision, actor=current_user.username,
+                               role=current_user.role, purge=purge)
     return redirect(url_for("jobs.detail", job_id=job.id))
 
 
 @bp.route("/environment", methods=["GET", "POST"])
-@role_required(Role.OPERATOR)
+@requires(Permission.REQUEST)
 def environment() -> str | Response:
     """"Bring every target of a project in an environment to a revision": one job each."""
     session, services = db(), services_of()
@@ -78,11 +82,9 @@ def environment() -> str | Response:
     project = registry.get_project(session, request.values.get("project", ""))
     kind, revision, _ = _action_args()
     if request.method == "POST":
-        jobs = job_requests.request_environment_action(
-            session, services.catalog, env, project, kind, revision,
-            actor=current_user.username, now=utcnow())
-        session.commit()
-        services.queue.submit([job.id for job in jobs])
+        submit_environment_action(session, services.catalog, services.probes, services.queue,
+                                  env, project, kind, revision, actor=current_user.username,
+                                  role=current_user.role)
         return redirect(url_for("jobs.index", project=project.name))
     graph, problem = project_graph(services.catalog, project)
     if graph is not None:
@@ -95,21 +97,19 @@ def environment() -> str | Response:
 
 
 @bp.post("/projects/<name>/merge")
-@role_required(Role.OPERATOR)
+@requires(Permission.REQUEST)
 def merge(name: str) -> Response:
     session, services = db(), services_of()
     project = registry.get_project(session, name)
-    job = job_requests.request_project_action(
-        session, services.catalog, project, "merge",
+    job = submit_project_action(
+        session, services.catalog, services.queue, project, "merge",
         {"message": request.form.get("message", ""), "heads": request.form.getlist("heads")},
-        actor=current_user.username, now=utcnow())
-    session.commit()
-    services.queue.submit([job.id])
+        actor=current_user.username, role=current_user.role)
     return redirect(url_for("jobs.detail", job_id=job.id))
 
 
 @bp.post("/projects/<name>/revision")
-@role_required(Role.OPERATOR)
+@requires(Permission.REQUEST)
 def revision(name: str) -> str | Response:
     """A new revision; with autogenerate, the detected operations are shown before writing."""
     session, services = db(), services_of()
@@ -129,9 +129,7 @@ def revision(name: str) -> str | Response:
         result = preview_autogenerate(project, against, arguments)
         return render_template("actions/autogenerate.html", project=project, against=against,
                                arguments=arguments, result=result)
-    job = job_requests.request_project_action(session, services.catalog, project, "revision",
-                                              arguments, actor=current_user.username,
-                                              now=utcnow(), against=against)
-    session.commit()
-    services.queue.submit([job.id])
+    job = submit_project_action(session, services.catalog, services.queue, project, "revision",
+                                arguments, actor=current_user.username, role=current_user.role,
+                                against=against)
     return redirect(url_for("jobs.detail", job_id=job.id))

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from flask import Blueprint, flash, redirect, render_template, url_for
+from flask_login import current_user
 from werkzeug.wrappers import Response
 
 from migdash.errors import InvalidInput
+from migdash.permissions import Permission
 from migdash.services import services_of
 from migdash.store import registry
-from migdash.store.models import Role
 from migdash.store.queries import all_environments, all_projects, find_targets
-from migdash.web.auth import role_required
+from migdash.web.auth import requires
 from migdash.web.db import db
 from migdash.web.forms import DeleteForm, EnvironmentForm, ProjectForm, TargetForm
 
@@ -18,7 +19,7 @@ bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 
 @bp.get("/")
-@role_required(Role.ADMIN)
+@requires(Permission.ADMIN)
 def index() -> str:
     session = db()
     return render_template(
@@ -29,7 +30,7 @@ def index() -> str:
 
 @bp.route("/projects/new", methods=["GET", "POST"])
 @bp.route("/projects/<name>/edit", methods=["GET", "POST"])
-@role_required(Role.ADMIN)
+@requires(Permission.ADMIN)
 def project_form(name: str | None = None) -> str | Response:
     session = db()
     project = registry.get_project(session, name) if name else None
@@ -37,10 +38,11 @@ def project_form(name: str | None = None) -> str | Response:
     if form.validate_on_submit():
         fields = {k: v for k, v in form.data.items() if k != "csrf_token"}
         if project is None:
-            registry.add_project(session, fields.pop("name"), fields.pop("script_location"), **fields)
+            registry.add_project(session, fields.pop("name"), fields.pop("script_location"),
+                                 actor=current_user.username, **fields)
         else:
             services_of().catalog.forget(project.script_location)
-            registry.edit_project(session, project, **fields)
+            registry.edit_project(session, project, actor=current_user.username, **fields)
         session.commit()
         flash(f"Project {form.name.data} saved.")
         return redirect(url_for("admin.index"))
@@ -49,7 +51,7 @@ def project_form(name: str | None = None) -> str | Response:
 
 @bp.route("/environments/new", methods=["GET", "POST"])
 @bp.route("/environments/<name>/edit", methods=["GET", "POST"])
-@role_required(Role.ADMIN)
+@requires(Permission.ADMIN)
 def environment_form(name: str | None = None) -> str | Response:
     session = db()
     environment = registry.get_environment(session, name) if name else None
@@ -57,10 +59,14 @@ def environment_form(name: str | None = None) -> str | Response:
     if form.validate_on_submit():
         if environment is None:
             registry.add_environment(session, form.name.data or "", protected=form.protected.data,
-                                     position=form.position.data)
+                                     position=form.position.data,
+                                     required_approvals=form.required_approvals.data or 1,
+                                     actor=current_user.username)
         else:
             registry.edit_environment(session, environment, name=form.name.data,
-                                      protected=form.protected.data, position=form.position.data)
+                                      protected=form.protected.data, position=form.position.data,
+                                      required_approvals=form.required_approvals.data,
+                                      actor=current_user.username)
         session.commit()
         flash(f"Environment {form.name.data} saved.")
         return redirect(url_for("admin.index"))
@@ -69,7 +75,7 @@ def environment_form(name: str | None = None) -> str | Response:
 
 @bp.route("/targets/new", methods=["GET", "POST"])
 @bp.route("/targets/<name>/edit", methods=["GET", "POST"])
-@role_required(Role.ADMIN)
+@requires(Permission.ADMIN)
 def target_form(name: str | None = None) -> str | Response:
     session = db()
     target = registry.get_target(session, name) if name else None
@@ -92,9 +98,10 @@ def target_form(name: str | None = None) -> str | Response:
                 raise InvalidInput("a new target needs a database URL")
             registry.add_target(session, form.name.data or "", project=form.project.data or "",
                                 environment=form.environment.data or "", url=form.url.data,
-                                tags=tags, **extra)
+                                tags=tags, actor=current_user.username, **extra)
         else:
-            registry.edit_target(session, target, name=form.name.data, url=form.url.data,
+            registry.edit_target(session, target, actor=current_user.username,
+                                 name=form.name.data, url=form.url.data,
                                  project=form.project.data, environment=form.environment.data,
                                  tags=tags, **extra)
         session.commit()
@@ -104,18 +111,21 @@ def target_form(name: str | None = None) -> str | Response:
 
 
 @bp.post("/<kind>/<name>/delete")
-@role_required(Role.ADMIN)
+@requires(Permission.ADMIN)
 def delete(kind: str, name: str) -> Response:
     form = DeleteForm()
     if not form.validate_on_submit():
         raise InvalidInput("the form expired; reload the page and try again")
     session = db()
     if kind == "projects":
-        registry.remove_project(session, registry.get_project(session, name))
+        registry.remove_project(session, registry.get_project(session, name),
+                                actor=current_user.username)
     elif kind == "environments":
-        registry.remove_environment(session, registry.get_environment(session, name))
+        registry.remove_environment(session, registry.get_environment(session, name),
+                                    actor=current_user.username)
     elif kind == "targets":
-        registry.remove_target(session, registry.get_target(session, name))
+        registry.remove_target(session, registry.get_target(session, name),
+                               actor=current_user.username)
     else:
         raise InvalidInput(f"cannot delete {kind!r}")
     session.commit()

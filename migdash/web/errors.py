@@ -16,6 +16,7 @@ from migdash.errors import (
     NotFound,
     UnknownRevision,
 )
+from migdash.permissions import Forbidden
 from migdash.web.htmx import is_htmx
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,7 @@ STATUS_BY_ERROR: dict[type[MigdashError], int] = {
     InvalidInput: 400,
     Conflict: 409,
     BrokenProject: 422,
+    Forbidden: 403,
 }
 
 

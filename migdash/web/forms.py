@@ -44,7 +44,10 @@ class EnvironmentForm(FlaskForm):
     name = StringField("Name", validators=[DataRequired(), Length(max=100)])
     position = IntegerField("Position", validators=[Optional()],
                             description="Lower comes first (dev before prod).")
-    protected = BooleanField("Protected")
+    protected = BooleanField("Protected", description="Mutating jobs here need approval.")
+    required_approvals = IntegerField(
+        "Approvals needed", default=1, validators=[Optional()],
+        description="Distinct approvers (never the requester) a job needs when protected.")
 
 
 class TargetForm(FlaskForm):

@@ -7,8 +7,10 @@ from flask_login import current_user
 from werkzeug.wrappers import Response
 
 from migdash.jobs import requests as job_requests
-from migdash.store.models import JobState, Role, utcnow
-from migdash.web.auth import role_required
+from migdash.jobs.submit import cancel as cancel_job
+from migdash.permissions import Permission
+from migdash.store.models import JobState
+from migdash.web.auth import requires
 from migdash.web.db import db
 from migdash.web.htmx import is_htmx, render_page_or_partial, stop_polling
 
@@ -16,6 +18,7 @@ bp = Blueprint("jobs", __name__, url_prefix="/jobs")
 
 
 @bp.get("/")
+@requires(Permission.VIEW)
 def index() -> Response:
     session = db()
     filters = {k: request.args.get(k) or None for k in ("state", "project", "target")}
@@ -25,11 +28,13 @@ def index() -> Response:
 
 
 @bp.get("/<int:job_id>")
+@requires(Permission.VIEW)
 def detail(job_id: int) -> Response:
     return _live(job_id)
 
 
 @bp.get("/<int:job_id>/live")
+@requires(Permission.VIEW)
 def live(job_id: int) -> Response:
     """The polling fragment: state, steps and log; answers 286 once the job is over."""
     return _live(job_id)
@@ -49,9 +54,7 @@ def _live(job_id: int) -> Response:
 
 
 @bp.post("/<int:job_id>/cancel")
-@role_required(Role.OPERATOR)
+@requires(Permission.REQUEST)
 def cancel(job_id: int) -> Response:
-    session = db()
-    job_requests.cancel_job(session, job_id, actor=current_user.username, now=utcnow())
-    session.commit()
+    cancel_job(db(), job_id, actor=current_user.username, role=current_user.role)
     return _live(job_id)

@@ -7,9 +7,11 @@ from datetime import timedelta
 from flask import Blueprint, current_app
 from werkzeug.wrappers import Response
 
+from migdash.permissions import Permission
 from migdash.services import services_of
 from migdash.status import build_overview, cached_status, refresh_status
 from migdash.store.queries import all_environments, all_projects, find_targets
+from migdash.web.auth import requires
 from migdash.web.db import db
 from migdash.web.htmx import render_page_or_partial
 
@@ -40,18 +42,21 @@ def _render(*, probe: bool, force: bool = False) -> Response:
 
 
 @bp.get("/")
+@requires(Permission.VIEW)
 def index() -> Response:
     """The page renders from snapshots at once; the matrix then refreshes itself."""
     return _render(probe=False)
 
 
 @bp.get("/overview/matrix")
+@requires(Permission.VIEW)
 def matrix() -> Response:
     """The matrix fragment, re-probing targets whose snapshot is older than the refresh period."""
     return _render(probe=True)
 
 
 @bp.post("/overview/probe")
+@requires(Permission.VIEW)
 def probe_now() -> Response:
     """Probe every target now, whatever the age of its snapshot."""
     return _render(probe=True, force=True)

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 from flask import Blueprint, Response, make_response, render_template, request, url_for
+from markupsafe import Markup
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer
-from markupsafe import Markup
 
 from migdash.engine.render import Marker, build_dot, render_svg
 from migdash.engine.source import read_revision_source
 from migdash.errors import GraphvizUnavailable, UnknownRevision
+from migdash.permissions import Permission
 from migdash.services import services_of
 from migdash.status import cached_status, project_graph, split_by_applied, targets_by_head
 from migdash.store.queries import all_projects, find_targets
 from migdash.store.registry import get_project
+from migdash.web.auth import requires
 from migdash.web.db import db
 
 bp = Blueprint("projects", __name__, url_prefix="/projects")
@@ -23,6 +25,7 @@ PAGE_SIZES = (25, 50, 100, 500)
 
 
 @bp.get("/")
+@requires(Permission.VIEW)
 def index() -> str:
     catalog = services_of().catalog
     rows = [(project, *project_graph(catalog, project)) for project in all_projects(db())]
@@ -30,6 +33,7 @@ def index() -> str:
 
 
 @bp.get("/<name>")
+@requires(Permission.VIEW)
 def detail(name: str) -> str:
     session = db()
     project = get_project(session, name)
@@ -59,6 +63,7 @@ def detail(name: str) -> str:
 
 
 @bp.get("/<name>/graph.svg")
+@requires(Permission.VIEW)
 def graph_svg(name: str) -> Response:
     session = db()
     project = get_project(session, name)
@@ -70,6 +75,7 @@ def graph_svg(name: str) -> Response:
 
 
 @bp.get("/<name>/revisions/<revision>")
+@requires(Permission.VIEW)
 def revision(name: str, revision: str) -> str:
     session = db()
     project = get_project(session, name)

@@ -7,10 +7,12 @@ from werkzeug.wrappers import Response
 
 from migdash.jobs.locks import lease_of
 from migdash.jobs.requests import describe, list_jobs
+from migdash.permissions import Permission
 from migdash.services import services_of
 from migdash.status import cached_status, project_graph, refresh_status
 from migdash.store.queries import recent_snapshots
 from migdash.store.registry import get_target
+from migdash.web.auth import requires
 from migdash.web.db import db
 from migdash.web.htmx import render_page_or_partial
 
@@ -36,10 +38,12 @@ def _render(name: str, *, probe: bool) -> Response:
 
 
 @bp.get("/<name>")
+@requires(Permission.VIEW)
 def detail(name: str) -> Response:
     return _render(name, probe=False)
 
 
 @bp.post("/<name>/probe")
+@requires(Permission.VIEW)
 def probe(name: str) -> Response:
     return _render(name, probe=True)

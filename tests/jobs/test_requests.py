@@ -28,6 +28,7 @@ def test_cancelled_job_is_skipped_by_the_worker(
     project = make_project("linear")
     register(project, shop=make_target(project, at="a1"))
     job_id = cli_json("upgrade", "shop", "heads")["id"]
+    cli("user", "create", "alice", "--role", "operator", "--password", "long-enough-pw")
 
     assert cli("cancel", str(job_id), "--as", "alice").output.strip() == f"job {job_id} cancelled"
     assert run_queue() == 1, "the message was still queued"

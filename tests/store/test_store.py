@@ -9,12 +9,14 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from alembic import command
+from cryptography.fernet import Fernet
 
 from migdash.engine.catalog import GraphCatalog
 from migdash.engine.probe import ProbePool
 from migdash.errors import Conflict, InvalidInput, NotFound
 from migdash.status import cached_status, refresh_status
 from migdash.store import registry
+from migdash.store.crypto import UrlCipher
 from migdash.store.models import Base, Snapshot
 from migdash.store.queries import all_environments, find_targets, latest_snapshots
 from migdash.store.session import (
@@ -33,14 +35,14 @@ def _store_roundtrip(url: str) -> None:
     assert schema_is_current(db_engine)
     tables = set(sa.inspect(db_engine).get_table_names())
     assert set(Base.metadata.tables) <= tables
-    sessions = create_session_factory(db_engine)
+    sessions = create_session_factory(db_engine, UrlCipher([Fernet.generate_key().decode()]))
     with sessions() as session:
         registry.add_project(session, "p", "/nowhere")
         registry.add_target(session, "t1", project="p", environment="prod", url="sqlite:///x.db")
         session.commit()
         assert [t.name for t in find_targets(session, environment="prod")] == ["t1"]
     with db_engine.begin() as connection:
-        command.downgrade(migrations_config(connection), "base")
+        command.downgrade(migrations_config(connection, sessions.kw["info"]["cipher"]), "base")
     assert not {"project", "target"} & set(sa.inspect(db_engine).get_table_names())
     db_engine.dispose()
 

@@ -29,7 +29,6 @@ from migdash.status import refresh_status
 from migdash.store import registry
 from migdash.store.models import Role, utcnow
 from migdash.store.queries import find_targets
-from migdash.store.session import upgrade_schema
 from migdash.store.users import create_user
 from tests.web.pagetext import HOSTILE, Site
 
@@ -148,7 +147,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         }
     )
     services = services_of(app)
-    upgrade_schema(services.db_engine)
+    services.upgrade_schema()
     shop = write_project(
         root / "shop",
         [

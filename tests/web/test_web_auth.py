@@ -35,6 +35,11 @@ PAGES = [
     "/jobs/",
     "/jobs/1",
     "/jobs/1/live",
+    "/approvals/",
+    "/approvals/1",
+    "/audit/",
+    "/audit/export.csv",
+    "/audit/export.json",
     "/actions/targets/linear-dev?action=upgrade&revision=heads",
     "/actions/targets/linear-dev/plan.sql?action=upgrade&revision=heads",
     "/actions/environment?environment=dev&project=linear",
@@ -192,7 +197,7 @@ def test_non_admins_get_403_on_admin_pages(
         response = client.get(path)
         assert response.status_code == 403, path
         body = response.get_data(as_text=True)
-        assert "This needs the admin role." in body
+        assert "this needs the admin role" in body
         assert str(seeded.location) not in body
 
 

@@ -14,7 +14,6 @@ from migdash import create_app
 from migdash.services import services_of
 from migdash.store import registry
 from migdash.store.models import Role
-from migdash.store.session import upgrade_schema
 from migdash.store.users import create_user
 from tests.web.pagetext import HOSTILE, INLINE_HANDLER, INLINE_SCRIPT, Site, uncovered_endpoints
 
@@ -38,6 +37,11 @@ PAGES = [
     "/jobs/",
     "/jobs/1",
     "/jobs/1/live",
+    "/approvals/",
+    "/approvals/1",
+    "/audit/",
+    "/audit/export.csv",
+    "/audit/export.json",
     "/actions/targets/shop-dev?action=upgrade&revision=heads",
     "/actions/targets/shop-dev/plan.sql?action=upgrade&revision=heads",
     "/actions/environment?environment=dev&project=shop&action=upgrade&revision=heads",
@@ -81,7 +85,13 @@ def test_every_response_carries_a_strict_csp(site: Site, path: str) -> None:
     assert headers["X-Frame-Options"] == "DENY"
 
 
-@pytest.mark.parametrize("path", [*PAGES, *(p for p, _ in HOSTILE_PAGES), "/projects/nope"])
+NOT_HTML = ("/audit/export.csv", "/audit/export.json")
+"""Downloads: data served as text/csv or JSON, never rendered as a page."""
+
+
+@pytest.mark.parametrize(
+    "path", [*(p for p in PAGES if p not in NOT_HTML), *(p for p, _ in HOSTILE_PAGES), "/projects/nope"]
+)
 def test_no_inline_scripts_or_handlers(site: Site, path: str) -> None:
     body = site.client.get(path, headers=HX if path == "/overview/matrix" else {}).get_data(
         as_text=True
@@ -168,7 +178,7 @@ def csrf_app(tmp_path: Path) -> Iterator[Flask]:
             "MIGDASH_PROBE_TIMEOUT": 3.0,
         }
     )
-    upgrade_schema(services_of(app).db_engine)
+    services_of(app).upgrade_schema()
     with services_of(app).sessions() as session:
         create_user(session, "carol", "carol-password", Role.ADMIN)
         session.commit()
@@ -226,3 +236,12 @@ def test_csrf_guards_admin_forms(csrf_app: Flask, tmp_path: Path) -> None:
     assert client.post("/admin/projects/new", data={**form, "csrf_token": token}).status_code == 302
     with services_of(csrf_app).sessions() as session:
         assert registry.get_project(session, "p1").script_location == str(tmp_path)
+
+
+@pytest.mark.parametrize(("path", "mimetype"), [("/audit/export.csv", "text/csv"),
+                                                 ("/audit/export.json", "application/json")])
+def test_exports_are_downloads_not_pages(site: Site, path: str, mimetype: str) -> None:
+    response = site.client.get(path)
+    assert response.status_code == 200
+    assert response.mimetype == mimetype
+    assert response.headers["X-Content-Type-Options"] == "nosniff"

@@ -13,6 +13,9 @@ config = context.config
 connection = config.attributes.get("connection")
 if connection is None:  # pragma: no cover - misuse, not a runtime path
     raise RuntimeError("migdash's migrations need config.attributes['connection']")
+if connection.dialect.name == "sqlite":
+    # batch migrations copy and drop tables; SQLite would refuse while rows refer to them
+    connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
 context.configure(
     connection=connection,
     target_metadata=Base.metadata,
@@ -21,3 +24,5 @@ context.configure(
 )
 with context.begin_transaction():
     context.run_migrations()
+if connection.dialect.name == "sqlite":
+    connection.exec_driver_sql("PRAGMA foreign_keys=ON")

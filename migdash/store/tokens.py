@@ -1,0 +1,59 @@
+"""Personal API tokens: shown once, stored only as a SHA-256, revocable."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Sequence
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from migdash.errors import NotFound
+from migdash.store.models import ApiToken, User
+from migdash.store.registry import check_name
+from migdash.store.users import LoginUser
+
+PREFIX = "mdt_"
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_token(session: Session, user: User, name: str, now: datetime) -> tuple[str, ApiToken]:
+    """A new token for *user*; the plaintext is returned here and never stored."""
+    name = check_name("token", name)
+    plaintext = PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken(user_id=user.id, name=name, token_hash=hash_token(plaintext),
+                     prefix=plaintext[:12], created_at=now)
+    session.add(token)
+    session.flush()
+    return plaintext, token
+
+
+def authenticate_token(session: Session, plaintext: str, now: datetime) -> LoginUser | None:
+    """The token's user if the token exists, is not revoked and the user is active."""
+    if not plaintext.startswith(PREFIX):
+        return None
+    token = session.scalar(sa.select(ApiToken).where(ApiToken.token_hash == hash_token(plaintext)))
+    if token is None or token.revoked_at is not None or not token.user.active:
+        return None
+    token.last_used_at = now
+    return LoginUser(token.user)
+
+
+def revoke_token(session: Session, token_id: int, now: datetime) -> ApiToken:
+    token = session.get(ApiToken, token_id)
+    if token is None:
+        raise NotFound(f"no token {token_id}")
+    token.revoked_at = token.revoked_at or now
+    return token
+
+
+def list_tokens(session: Session, user: User | None = None) -> Sequence[ApiToken]:
+    query = sa.select(ApiToken).order_by(ApiToken.id)
+    if user is not None:
+        query = query.where(ApiToken.user_id == user.id)
+    return session.scalars(query).all()

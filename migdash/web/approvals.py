@@ -1,0 +1,74 @@
+"""Approvals: jobs awaiting a decision, and one job's review page with Approve / Reject."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, redirect, render_template, request, url_for
+from flask_login import current_user
+
+from migdash.jobs import approvals
+from migdash.jobs.approvals import TargetMoved, plan_fingerprint
+from migdash.jobs.requests import describe, get_job
+from migdash.permissions import Permission
+from migdash.services import services_of
+from migdash.store.models import JobState, utcnow
+from migdash.web.auth import requires
+from migdash.web.db import db
+
+bp = Blueprint("approvals", __name__, url_prefix="/approvals")
+
+
+@bp.get("/")
+@requires(Permission.VIEW)
+def index() -> str:
+    session = db()
+    waiting = approvals.awaiting(session)
+    return render_template("approvals/index.html", jobs=waiting, describe=describe,
+                           decisions={j.id: approvals.decisions(session, j.id) for j in waiting})
+
+
+@bp.get("/<int:job_id>")
+@requires(Permission.VIEW)
+def review(job_id: int, notice: str | None = None, status: int = 200) -> tuple[str, int]:
+    """Target, current -> requested revision, the revisions, the SQL; re-planned on every view."""
+    session, services = db(), services_of()
+    job = get_job(session, job_id)
+    preview = None
+    if job.state == JobState.AWAITING_APPROVAL.value:
+        preview = approvals.current_plan(session, services.catalog, services.probes, job)
+    graph = services.catalog.graph(job.project.script_location) if job.project else None
+    page = render_template(
+        "approvals/review.html", job=job, preview=preview, graph=graph, describe=describe,
+        plan_hash=plan_fingerprint(preview) if preview else None, notice=notice,
+        decisions=approvals.decisions(session, job_id),
+        required=job.target.environment.required_approvals if job.target else 1,
+    )
+    return page, status
+
+
+@bp.post("/<int:job_id>/approve")
+@requires(Permission.APPROVE)
+def approve(job_id: int) -> Response | tuple[str, int]:
+    session, services = db(), services_of()
+    try:
+        decision = approvals.approve(
+            session, services.catalog, services.probes, job_id, actor=current_user.username,
+            role=current_user.role, comment=request.form.get("comment", "").strip(),
+            seen_plan=request.form.get("plan_hash") or None, now=utcnow())
+    except TargetMoved as moved:
+        session.rollback()
+        return review(job_id, notice=f"{moved.message}. {moved.hint}", status=409)
+    session.commit()
+    if decision.queued:
+        services.queue.submit([job_id])
+        return redirect(url_for("jobs.detail", job_id=job_id))
+    return redirect(url_for("approvals.review", job_id=job_id))
+
+
+@bp.post("/<int:job_id>/reject")
+@requires(Permission.APPROVE)
+def reject(job_id: int) -> Response:
+    session = db()
+    approvals.reject(session, job_id, actor=current_user.username, role=current_user.role,
+                     comment=request.form.get("comment", "").strip(), now=utcnow())
+    session.commit()
+    return redirect(url_for("jobs.detail", job_id=job_id))
