@@ -24,11 +24,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the Flask app; connects to nothing and runs no migrations."""
     from migdash.config import load_settings, validate
     from migdash.extensions import csrf, htmx, limiter, login_manager
+    from migdash.logscrub import install_log_scrubbing
     from migdash.services import build_services
     from migdash.web import register_web
 
     settings = load_settings(os.environ, config)
     validate(settings)
+    install_log_scrubbing()
     app = Flask(
         "migdash",
         instance_path=settings["MIGDASH_INSTANCE"],

@@ -125,12 +125,26 @@ def validate(settings: Mapping[str, Any]) -> None:
             hint="Set MIGDASH_ENCRYPTION_KEY (the same for every process), or run "
             "`migdash db upgrade` once, which writes instance/encryption.key (mode 0600).",
         )
+    _validate_rate_limit(str(settings.get("MIGDASH_LOGIN_RATE_LIMIT") or ""))
     url = str(settings["MIGDASH_DATABASE_URL"])
     if "://" not in url:
         raise ConfigError(
             f"MIGDASH_DATABASE_URL={url!r} is not a database URL",
             hint="e.g. postgresql+psycopg://migdash:secret@db/migdash",
         )
+
+
+def _validate_rate_limit(value: str) -> None:
+    """Flask-Limiter only logs a limit it cannot parse and then lets every sign-in through."""
+    from limits import parse_many
+
+    try:
+        parse_many(value)
+    except ValueError:
+        raise ConfigError(
+            f"MIGDASH_LOGIN_RATE_LIMIT={value!r} is not a rate limit",
+            hint='Write it as e.g. "10 per minute" or "10/minute;100/day".',
+        ) from None
 
 
 def read_secret_key(instance: Path) -> str | None:

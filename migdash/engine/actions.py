@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from alembic import autogenerate, command
@@ -213,7 +213,8 @@ def _revision(spec: ActionSpec, stdout: _LineStream) -> dict[str, Any]:
         result = command.revision(
             config, message=spec.message, autogenerate=spec.autogenerate,
             head=spec.revision or "head", branch_label=spec.branch_label,
-            depends_on=list(spec.depends_on) or None, process_revision_directives=capture,
+            depends_on=cast(Any, list(spec.depends_on) or None),  # Alembic takes a list too
+            process_revision_directives=capture,
         )
     scripts = result if isinstance(result, list) else [result]
     new_file = next((str(s.path) for s in scripts if s is not None), None)

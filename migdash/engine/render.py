@@ -10,6 +10,7 @@ message cannot inject markup.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import html
 import shutil
@@ -70,17 +71,26 @@ def build_dot(
 
 
 def render_svg(dot: graphviz.Digraph, *, timeout: float = 30.0) -> str:
-    """Run ``dot -Tsvg`` and return the ``<svg>`` element alone, ready to inline."""
+    """Run ``dot -Tsvg`` and return the ``<svg>`` element alone, ready to inline.
+
+    The same DOT source always gives the same SVG, so results are cached:
+    a project page that nobody changed costs no ``dot`` run.
+    """
+    return _svg_for(dot.source, timeout)
+
+
+@functools.lru_cache(maxsize=64)
+def _svg_for(source: str, timeout: float) -> str:
     executable = shutil.which("dot")
     if executable is None:
         raise GraphvizUnavailable("Graphviz 'dot' is not installed, so the graph cannot be drawn")
     result = subprocess.run(  # noqa: S603 - fixed argv, DOT on stdin
-        [executable, "-Tsvg"], input=dot.source.encode(), capture_output=True, timeout=timeout,
+        [executable, "-Tsvg"], input=source.encode(), capture_output=True, timeout=timeout,
         check=False,
     )
     if result.returncode != 0:
         raise GraphvizUnavailable(f"dot failed: {result.stderr.decode(errors='replace')[:300]}")
-    svg = result.stdout.decode()
+    svg: str = result.stdout.decode()
     return svg[svg.index("<svg"):]
 
 

@@ -27,6 +27,7 @@ from migdash.jobs.requests import add_log, describe, get_job
 from migdash.permissions import FourEyesViolation, Permission, require
 from migdash.store import audit
 from migdash.store.models import Approval, Job, JobState, Role
+from migdash.store.session import rows_changed
 
 
 class TargetMoved(MigdashError):
@@ -95,11 +96,15 @@ def approve(session: Session, catalog: GraphCatalog, probes: ProbePool, job_id: 
         raise TargetMoved(f"job {job.id}: the target is now at {at}"
                           + (" (it moved since the request)" if moved else
                              " (the plan shown to you is out of date)"))
-    if session.scalar(sa.select(Approval.id).where(Approval.job_id == job.id,
-                                                   Approval.decided_by == actor)):
+    mine = session.scalar(sa.select(Approval).where(Approval.job_id == job.id,
+                                                    Approval.decided_by == actor))
+    if mine is not None and mine.plan_hash == fingerprint:
         raise Conflict(f"{actor} has already decided on job {job.id}")
-    session.add(Approval(job_id=job.id, decision="approved", decided_by=actor, decided_at=now,
-                         comment=comment, plan_hash=fingerprint))
+    if mine is None:
+        session.add(Approval(job_id=job.id, decision="approved", decided_by=actor,
+                             decided_at=now, comment=comment, plan_hash=fingerprint))
+    else:  # given for a plan that no longer holds; the audit trail keeps the first one
+        mine.decided_at, mine.comment, mine.plan_hash = now, comment, fingerprint
     session.flush()
     required = job.target.environment.required_approvals if job.target else 1
     count = session.scalar(sa.select(sa.func.count()).select_from(Approval).where(
@@ -110,10 +115,10 @@ def approve(session: Session, catalog: GraphCatalog, probes: ProbePool, job_id: 
     _audit(session, job, actor, "job.approve", comment, preview, now)
     queued = False
     if count >= required:
-        queued = session.execute(
+        queued = rows_changed(session, 
             sa.update(Job).where(Job.id == job.id,
                                  Job.state == JobState.AWAITING_APPROVAL.value)
-            .values(state=JobState.QUEUED.value)).rowcount == 1
+            .values(state=JobState.QUEUED.value)) == 1
         if queued:
             add_log(session, job.id, "approved: queued", now)
     session.refresh(job)
@@ -127,9 +132,9 @@ def reject(session: Session, job_id: int, *, actor: str, role: Role | str, comme
     job = _awaiting(session, job_id)
     session.add(Approval(job_id=job.id, decision="rejected", decided_by=actor, decided_at=now,
                          comment=comment, plan_hash=job.plan_hash))
-    changed = session.execute(
+    changed = rows_changed(session, 
         sa.update(Job).where(Job.id == job.id, Job.state == JobState.AWAITING_APPROVAL.value)
-        .values(state=JobState.REJECTED.value, finished_at=now)).rowcount
+        .values(state=JobState.REJECTED.value, finished_at=now))
     if changed != 1:
         raise Conflict(f"job {job.id} is no longer awaiting approval")
     add_log(session, job.id, f"rejected by {actor}" + (f": {comment}" if comment else ""), now)

@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from migdash.store.models import TargetLease
+from migdash.store.session import rows_changed
 
 
 @dataclass(frozen=True)
@@ -51,11 +52,11 @@ def acquire_lease(
         return None
     if lease.heartbeat_at >= now - ttl:
         return LeaseHolder(lease.job_id, lease.worker, lease.acquired_at)
-    taken = session.execute(
+    taken = rows_changed(session, 
         sa.update(TargetLease)
         .where(TargetLease.target_id == target_id, TargetLease.heartbeat_at == lease.heartbeat_at)
         .values(job_id=job_id, worker=worker, acquired_at=now, heartbeat_at=now)
-    ).rowcount
+    )
     session.commit()
     if taken == 1:
         return None

@@ -20,6 +20,7 @@ from migdash.engine.graph import RevisionGraph
 from migdash.errors import Conflict, InvalidInput, NotFound
 from migdash.store.models import Environment, Job, JobLogLine, JobState, Project, Target
 from migdash.store.queries import find_targets, latest_snapshots
+from migdash.store.session import rows_changed
 
 TARGET_ACTIONS = ("upgrade", "downgrade", "stamp")
 PROJECT_ACTIONS = ("merge", "revision")
@@ -137,11 +138,11 @@ def request_project_action(
 
 def cancel_job(session: Session, job_id: int, *, actor: str, now: datetime) -> Job:
     """Cancel a queued job; a job that already started cannot be cancelled."""
-    cancelled = session.execute(
+    cancelled = rows_changed(session, 
         sa.update(Job)
         .where(Job.id == job_id, Job.state == JobState.QUEUED.value)
         .values(state=JobState.CANCELLED.value, finished_at=now, note=None)
-    ).rowcount
+    )
     job = session.get(Job, job_id, populate_existing=True)
     if job is None:
         raise NotFound(f"no job {job_id}")

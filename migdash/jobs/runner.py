@@ -36,7 +36,7 @@ def main(argv: list[str]) -> int:
     result_path = Path(argv[1])
     die_with_parent(int(argv[2]) if len(argv) > 2 else os.getppid())
     os.dup2(1, 2)
-    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[attr-defined]
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(message)s")
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 

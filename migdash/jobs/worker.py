@@ -37,6 +37,7 @@ from migdash.jobs.requests import TARGET_ACTIONS, add_log, describe
 from migdash.status import refresh_status
 from migdash.store import audit
 from migdash.store.models import Job, JobLogLine, JobState, Project, Target, TargetLease, utcnow
+from migdash.store.session import rows_changed
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,15 @@ class Worker:
                     self._wait(session, job, _holder_note(holder))
                     return
                 advisory = AdvisoryLock(target.url)
-                if not advisory.try_acquire():
+                try:
+                    locked = advisory.try_acquire()
+                except sa.exc.SQLAlchemyError as exc:  # the target refuses connections
+                    advisory.release()
+                    reason = str(getattr(exc, "orig", None) or exc).strip()
+                    self._fail_unreachable(session, job, target.id,
+                                           scrub_text(reason, url_secrets(target.url)))
+                    return
+                if not locked:
                     release_lease(session, target.id, job.id)
                     self._wait(session, job, "waiting for lock: another session holds the "
                                "database's advisory lock")
@@ -117,14 +126,35 @@ class Worker:
                     release_lease(session, target_id, job_id)
                     session.commit()
 
+    def _fail_unreachable(self, session: Session, job: Job, target_id: int, reason: str) -> None:
+        """Fail a job whose target cannot be reached, without running it.
+
+        Left queued it would be retried forever, holding the target's lease.
+        """
+        now = utcnow()
+        failed = rows_changed(session, sa.update(Job).where(
+            Job.id == job.id, Job.state == JobState.QUEUED.value).values(
+            state=JobState.FAILED.value, started_at=now, finished_at=now, worker=self.name,
+            note=None, error=f"the target cannot be reached, so nothing was run: {reason}"))
+        release_lease(session, target_id, job.id)
+        if failed:
+            add_log(session, job.id, f"{describe(job)} failed: the target cannot be reached; "
+                    "nothing was run", now)
+            audit.record(session, self.name, "job.end", project=job.project_name,
+                         target=job.target_name, job_id=job.id,
+                         from_revisions=job.from_revisions, to_revision=None,
+                         detail={"kind": job.kind, "state": JobState.FAILED.value,
+                                 "failed_step": None}, now=now)
+        session.commit()
+
     def _claim(self, session: Session, job: Job) -> bool:
         now = utcnow()
-        claimed = session.execute(
+        claimed = rows_changed(session, 
             sa.update(Job)
             .where(Job.id == job.id, Job.state == JobState.QUEUED.value)
             .values(state=JobState.RUNNING.value, started_at=now, heartbeat_at=now,
                     worker=self.name, note=None)
-        ).rowcount
+        )
         if claimed == 1:
             waited = (now - job.requested_at).total_seconds()
             add_log(session, job.id, f"started on {self.name} after {waited:.1f} s in the queue", now)
@@ -217,11 +247,11 @@ class Worker:
                 error = "\n\n".join(filter(None, [result.error, result.traceback]))
             output = {"steps": [{"step": s.step, "seconds": s.seconds} for s in clock.steps],
                       "new_file": result.new_file, "operations": result.operations}
-            finished = session.execute(
+            finished = rows_changed(session, 
                 sa.update(Job).where(Job.id == job_id, Job.state == JobState.RUNNING.value)
                 .values(state=state.value, finished_at=now, result_revisions=current,
                         failed_step=failed_step, error=error, output=output)
-            ).rowcount
+            )
             took = (now - job.started_at).total_seconds() if job.started_at else 0.0
             at = f"; target now at {', '.join(current) or '<base>'}" if current is not None else ""
             if finished:
@@ -260,13 +290,13 @@ def reap_interrupted(
         Job.state == JobState.RUNNING.value, Job.heartbeat_at < now - ttl)).all()
     reaped = []
     for job in stale:
-        changed = session.execute(
+        changed = rows_changed(session, 
             sa.update(Job).where(Job.id == job.id, Job.state == JobState.RUNNING.value,
                                  Job.heartbeat_at == job.heartbeat_at)
             .values(state=JobState.INTERRUPTED.value, finished_at=now,
                     error=f"worker {job.worker} stopped sending heartbeats after "
                           f"{job.heartbeat_at:%H:%M:%S} UTC; the job was not re-run")
-        ).rowcount
+        )
         if not changed:
             continue
         session.execute(sa.delete(TargetLease).where(TargetLease.job_id == job.id))

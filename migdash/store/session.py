@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from alembic import command
@@ -34,6 +34,16 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.close()
+
+
+def rows_changed(session: Session, statement: sa.Executable) -> int:
+    """Run an UPDATE or DELETE and say how many rows it changed.
+
+    Every compare-and-set in migdash (claiming a job, taking a lease,
+    approving) decides on this count.
+    """
+    result = session.execute(statement)
+    return int(cast("sa.CursorResult[Any]", result).rowcount)
 
 
 def create_session_factory(db_engine: sa.Engine, cipher: UrlCipher) -> sessionmaker[Session]:

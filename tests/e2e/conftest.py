@@ -80,9 +80,15 @@ def _wait_until_serving(url: str, process: subprocess.Popen[bytes], log: Path) -
 
 
 @pytest.fixture(scope="session")
-def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo server's folder; its instance (for ``migdash user create``…) is ``instance/``."""
+    return tmp_path_factory.mktemp("e2e")
+
+
+@pytest.fixture(scope="session")
+def demo_server(demo_root: Path) -> Iterator[str]:
     """``migdash demo`` on a free port with a fresh instance folder; yields its base URL."""
-    root = tmp_path_factory.mktemp("e2e")
+    root = demo_root
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MIGDASH_")}
     env["MIGDASH_INSTANCE"] = str(root / "instance")

@@ -6,6 +6,8 @@ Create Date: 2026-11-24
 
 """
 import sqlalchemy as sa
+from typing import Literal
+
 from alembic import context, op
 
 JOB_STATES = ("'awaiting_approval', 'queued', 'running', 'succeeded', 'failed', 'cancelled', "
@@ -91,7 +93,7 @@ def upgrade() -> None:
         batch_op.drop_column('url')
 
 
-def _recreate() -> str:
+def _recreate() -> Literal["always", "auto"]:
     """SQLite must copy the table to change a CHECK; PostgreSQL alters it in place."""
     return "always" if op.get_bind().dialect.name == "sqlite" else "auto"
 

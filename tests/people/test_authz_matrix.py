@@ -1,0 +1,415 @@
+"""Every route × every role: who gets in, who is refused, and that refusals change nothing.
+
+The table is built from ``app.url_map`` at collection time, so a new route
+gets its rows automatically and fails until it has a concrete URL below (and,
+for web views, a ``required_permission`` mark).  What each role may do is
+written here independently of ``migdash.permissions`` (the documented policy),
+so loosening a decorator or the role table makes this test fail.
+"""
+
+from __future__ import annotations
+
+import html
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
+
+from migdash import create_app
+from migdash.jobs.consumer import build_worker
+from migdash.jobs.submit import submit_target_action
+from migdash.permissions import Permission
+from migdash.scaffold import RevisionSpec, write_project
+from migdash.services import services_of
+from migdash.store import registry
+from migdash.store.models import Base, JobState, Role, utcnow
+from migdash.store.tokens import create_token
+from migdash.store.users import create_user, get_user
+
+ROLES = ("anonymous", "viewer", "operator", "approver", "admin")
+MINIMUM_ROLE = {
+    Permission.VIEW: "viewer",
+    Permission.REQUEST: "operator",
+    Permission.APPROVE: "approver",
+    Permission.AUDIT: "approver",
+    Permission.ADMIN: "admin",
+}
+"""The policy as documented (DESIGN.md and the permission docstrings), not read from the code."""
+RANK = ("viewer", "operator", "approver", "admin")
+PUBLIC = frozenset({"auth.login"})
+SKIPPED = frozenset({"static"})
+
+
+def expected_allowed(role: str, permission: Permission) -> bool:
+    return role != "anonymous" and RANK.index(role) >= RANK.index(MINIMUM_ROLE[permission])
+
+
+# --- concrete URLs for every rule (fill-ins come from the seeded world) -----------------------
+
+UPGRADE_HEADS = "action=upgrade&revision=heads"
+PATHS: dict[str, str] = {
+    "/": "/",
+    "/overview/matrix": "/overview/matrix",
+    "/overview/probe": "/overview/probe",
+    "/login": "/login",
+    "/logout": "/logout",
+    "/projects/": "/projects/",
+    "/projects/<name>": "/projects/shop",
+    "/projects/<name>/graph.svg": "/projects/shop/graph.svg",
+    "/projects/<name>/revisions/<revision>": "/projects/shop/revisions/b2",
+    "/targets/<name>": "/targets/shop-dev",
+    "/targets/<name>/probe": "/targets/shop-dev/probe",
+    "/admin/": "/admin/",
+    "/admin/projects/new": "/admin/projects/new",
+    "/admin/projects/<name>/edit": "/admin/projects/shop/edit",
+    "/admin/environments/new": "/admin/environments/new",
+    "/admin/environments/<name>/edit": "/admin/environments/dev/edit",
+    "/admin/targets/new": "/admin/targets/new",
+    "/admin/targets/<name>/edit": "/admin/targets/shop-dev/edit",
+    "/admin/<kind>/<name>/delete": "/admin/environments/scratch/delete",
+    "/jobs/": "/jobs/",
+    "/jobs/<int:job_id>": "/jobs/{finished}",
+    "/jobs/<int:job_id>/live": "/jobs/{finished}/live",
+    "/jobs/<int:job_id>/cancel": "/jobs/{queued_web}/cancel",
+    "/approvals/": "/approvals/",
+    "/approvals/<int:job_id>": "/approvals/{held_web_approve}",
+    "/approvals/<int:job_id>/approve": "/approvals/{held_web_approve}/approve",
+    "/approvals/<int:job_id>/reject": "/approvals/{held_web_reject}/reject",
+    "/audit/": "/audit/?actor=requester",
+    "/audit/export.csv": "/audit/export.csv",
+    "/audit/export.json": "/audit/export.json",
+    "/actions/targets/<name>": "/actions/targets/shop-dev?action=upgrade&revision=heads",
+    "/actions/targets/<name>/plan.sql": "/actions/targets/shop-dev/plan.sql?" + UPGRADE_HEADS,
+    "/actions/environment": "/actions/environment?environment=dev&project=shop&" + UPGRADE_HEADS,
+    "/actions/projects/<name>/merge": "/actions/projects/shop/merge",
+    "/actions/projects/<name>/revision": "/actions/projects/shop/revision",
+    "/api/v1/status": "/api/v1/status",
+    "/api/v1/targets": "/api/v1/targets",
+    "/api/v1/jobs": "/api/v1/jobs",
+    "/api/v1/jobs/<int:job_id>": "/api/v1/jobs/{finished}",
+    "/api/v1/jobs/<int:job_id>/log": "/api/v1/jobs/{finished}/log",
+    "/api/v1/jobs/<int:job_id>/cancel": "/api/v1/jobs/{queued_api}/cancel",
+    "/api/v1/approvals": "/api/v1/approvals",
+    "/api/v1/jobs/<int:job_id>/approve": "/api/v1/jobs/{held_api_approve}/approve",
+    "/api/v1/jobs/<int:job_id>/reject": "/api/v1/jobs/{held_api_reject}/reject",
+}
+"""One real URL per rule; ``{name}`` fields are job ids of the seeded world."""
+
+POST_BODIES: dict[str, dict[str, str]] = {
+    "auth.login": {"username": "admin", "password": "not-the-password"},
+    "actions.revision": {"message": "from the authorisation matrix"},
+    "actions.merge": {"message": "merge from the matrix"},
+    "admin.delete": {},
+}
+API_BODIES: dict[str, Any] = {
+    "api.create_job": {"target": "shop-dev", "action": "upgrade", "revision": "heads"},
+    "api.approve": {"comment": "matrix"},
+    "api.reject": {"comment": "matrix"},
+}
+
+
+@dataclass(frozen=True)
+class Case:
+    rule: str
+    method: str
+    endpoint: str
+
+    @property
+    def api(self) -> bool:
+        return self.endpoint.startswith("api.")
+
+
+def collect_cases() -> list[Case]:
+    """Every (rule, method) of a freshly built app; building it connects to nothing."""
+    with tempfile.TemporaryDirectory(prefix="migdash-authz-") as scratch:
+        app = create_app(
+            {"TESTING": True, "MIGDASH_INSTANCE": scratch, "MIGDASH_SECRET_KEY": "collect"}
+        )
+        cases = [
+            Case(rule.rule, method, rule.endpoint)
+            for rule in app.url_map.iter_rules()
+            if rule.endpoint not in SKIPPED
+            for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"})
+        ]
+        services_of(app).probes.close()
+        services_of(app).db_engine.dispose()
+    return sorted(cases, key=lambda c: (c.rule, c.method))
+
+
+CASES = collect_cases()
+
+
+# --- the seeded world (built once per module: the matrix only needs to be fast) -------------
+
+
+@dataclass
+class World:
+    app: Flask
+    ids: dict[str, int]
+    cookies: dict[str, str] = field(default_factory=dict)
+    """Session cookie of each signed-in role; each test gets a fresh client holding it."""
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    def client(self, role: str) -> FlaskClient:
+        client = self.app.test_client()
+        if role in self.cookies:
+            client.set_cookie("session", self.cookies[role])
+        return client
+
+    def fingerprint(self) -> list[Any]:
+        """Every row of every metadata table (but token last-use times) plus the queue length."""
+        services = services_of(self.app)
+        rows: list[Any] = []
+        with services.db_engine.connect() as connection:
+            for table in Base.metadata.sorted_tables:
+                columns = [c for c in table.columns if c.name != "last_used_at"]
+                query = sa.select(*columns).order_by(*table.primary_key.columns)
+                rows.append((table.name, [tuple(r) for r in connection.execute(query)]))
+        rows.append(("queue", services.queue.pending_count()))
+        return rows
+
+
+LINEAR = [
+    RevisionSpec("a1", None, "create accounts", table="accounts"),
+    RevisionSpec("b2", "a1", "create orders", table="orders"),
+    RevisionSpec("c3", "b2", "create items", table="items"),
+]
+
+
+def _sqlite_at(project: Path, path: Path, revision: str) -> str:
+    from alembic import command
+    from alembic.config import Config
+
+    url = f"sqlite:///{path}"
+    db_engine = sa.create_engine(url)
+    with db_engine.begin() as connection:
+        config = Config()
+        config.set_main_option("script_location", str(project))
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+    db_engine.dispose()
+    return url
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    """A project, unprotected and protected targets, held, queued and finished jobs, users."""
+    root = tmp_path_factory.mktemp("authz")
+    (root / "instance").mkdir()
+    app = create_app(
+        {
+            "TESTING": True,
+            "MIGDASH_INSTANCE": str(root / "instance"),
+            "MIGDASH_SECRET_KEY": "authz-secret",
+            "MIGDASH_PROBE_TIMEOUT": 3.0,
+            "WTF_CSRF_ENABLED": False,
+            "MIGDASH_LOGIN_RATE_LIMIT": "1000 per minute",
+        }
+    )
+    services = services_of(app)
+    services.upgrade_schema()
+    project = write_project(root / "shop", LINEAR)
+    ids: dict[str, int] = {}
+    with services.sessions() as session:
+        registry.add_project(session, "shop", str(project))
+        registry.add_environment(session, "dev")
+        registry.add_environment(session, "prod", protected=True)
+        registry.add_environment(session, "scratch")
+        for name, env in [
+            ("shop-dev", "dev"),
+            ("shop-done", "dev"),
+            ("prod-1", "prod"),
+            ("prod-2", "prod"),
+            ("prod-3", "prod"),
+            ("prod-4", "prod"),
+        ]:
+            url = _sqlite_at(project, root / f"{name}.db", "a1")
+            registry.add_target(session, name, project="shop", environment=env, url=url)
+        for role in RANK:
+            create_user(session, role, f"{role}-password", Role(role))
+        create_user(session, "requester", "requester-password", Role.OPERATOR)
+        session.commit()
+
+        def submit(target: str) -> int:
+            job = submit_target_action(
+                session,
+                services.catalog,
+                services.probes,
+                services.queue,
+                registry.get_target(session, target),
+                "upgrade",
+                "heads",
+                actor="requester",
+                role=Role.OPERATOR,
+            )
+            return job.id
+
+        ids["finished"] = submit("shop-done")
+        build_worker(services)
+        huey = services.queue.huey
+        while (task := huey.dequeue()) is not None:
+            huey.execute(task)
+        for key, target in [
+            ("held_web_approve", "prod-1"),
+            ("held_web_reject", "prod-2"),
+            ("held_api_approve", "prod-3"),
+            ("held_api_reject", "prod-4"),
+            ("queued_web", "shop-dev"),
+            ("queued_api", "shop-dev"),
+        ]:
+            ids[key] = submit(target)
+        tokens = {}
+        for role in RANK:
+            tokens[role], _ = create_token(session, get_user(session, role), "matrix", utcnow())
+        session.commit()
+    world = World(app, ids, tokens=tokens)
+    for role in RANK:
+        client = app.test_client()
+        response = client.post("/login", data={"username": role, "password": f"{role}-password"})
+        assert response.status_code == 302
+        cookie = client.get_cookie("session")
+        assert cookie is not None
+        world.cookies[role] = cookie.value
+    yield world
+    services.probes.close()
+    services.db_engine.dispose()
+
+
+def test_the_world_is_what_the_matrix_assumes(world: World) -> None:
+    from migdash.store.models import Job
+
+    with services_of(world.app).sessions() as session:
+        states = {key: session.get(Job, job_id).state for key, job_id in world.ids.items()}
+    assert states["finished"] == JobState.SUCCEEDED.value
+    assert {states[k] for k in states if k.startswith("held")} == {"awaiting_approval"}
+    assert {states[k] for k in states if k.startswith("queued")} == {"queued"}
+
+
+def test_every_rule_has_a_concrete_url() -> None:
+    rules = {case.rule for case in CASES}
+    assert rules - PATHS.keys() == set(), "add a real URL for each new rule to PATHS"
+    assert PATHS.keys() - rules == set(), "PATHS names rules the app no longer has"
+
+
+def test_every_web_view_declares_its_permission() -> None:
+    with tempfile.TemporaryDirectory(prefix="migdash-authz-") as scratch:
+        app = create_app(
+            {"TESTING": True, "MIGDASH_INSTANCE": scratch, "MIGDASH_SECRET_KEY": "collect"}
+        )
+        unmarked = {
+            endpoint
+            for endpoint, view in app.view_functions.items()
+            if endpoint not in SKIPPED | PUBLIC
+            and not isinstance(getattr(view, "required_permission", None), Permission)
+        }
+        services_of(app).probes.close()
+    assert unmarked == set()
+
+
+# Pinned policy for the sensitive areas: a decorator loosened by mistake fails here.
+PINNED = {
+    "admin.": Permission.ADMIN,
+    "audit.": Permission.AUDIT,
+    "approvals.approve": Permission.APPROVE,
+    "approvals.reject": Permission.APPROVE,
+    "api.approve": Permission.APPROVE,
+    "api.reject": Permission.APPROVE,
+    "actions.": Permission.REQUEST,
+    "jobs.cancel": Permission.REQUEST,
+    "api.cancel": Permission.REQUEST,
+    "api.create_job": Permission.REQUEST,
+}
+VIEW_ONLY_POSTS = frozenset({"overview.probe_now", "targets.probe", "auth.logout"})
+"""POSTs any signed-in user may send: they change no registry, job or approval."""
+
+
+def view_permission(app: Flask, endpoint: str) -> Permission | None:
+    return getattr(app.view_functions[endpoint], "required_permission", None)
+
+
+def test_sensitive_endpoints_keep_their_pinned_permission(world: World) -> None:
+    for case in CASES:
+        permission = view_permission(world.app, case.endpoint)
+        for prefix, pinned in PINNED.items():
+            if case.endpoint.startswith(prefix):
+                assert permission == pinned, case
+        if case.method == "POST" and case.endpoint not in PUBLIC | VIEW_ONLY_POSTS:
+            assert permission not in (None, Permission.VIEW), f"{case} mutates with VIEW only"
+
+
+# --- the matrix ---------------------------------------------------------------------------
+
+
+def send(world: World, case: Case, role: str) -> TestResponse:
+    path = PATHS[case.rule].format(**world.ids)
+    client = world.client("anonymous" if case.api else role)
+    if case.api:
+        token = world.tokens.get(role)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return client.open(
+            path, method=case.method, headers=headers, json=API_BODIES.get(case.endpoint, {})
+        )
+    return client.open(path, method=case.method, data=POST_BODIES.get(case.endpoint, {}))
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c.method} {c.rule}")
+def test_matrix(world: World, case: Case, role: str) -> None:
+    if case.endpoint in PUBLIC:  # the sign-in page: open to all, and no way in without a password
+        response = send(world, case, role)
+        assert response.status_code == 200
+        if case.method == "POST":
+            assert "Wrong username or password." in response.get_data(as_text=True)
+        return
+    permission = view_permission(world.app, case.endpoint)
+    assert isinstance(permission, Permission), f"{case.endpoint} has no required_permission"
+    allowed = expected_allowed(role, permission)
+    before = world.fingerprint() if case.method == "POST" and not allowed else None
+    response = send(world, case, role)
+    status = response.status_code
+    location = response.headers.get("Location", "")
+
+    if case.api:
+        body = response.get_json(silent=True)
+        assert isinstance(body, (dict, list)), f"the API answered {response.mimetype}"
+        if role == "anonymous":
+            assert status == 401
+            assert body["error"]["code"] == "unauthorized"
+        elif not allowed:
+            assert status == 403
+            assert body["error"]["code"] == "forbidden"
+            assert f"needs the {MINIMUM_ROLE[permission]} role" in body["error"]["message"]
+        elif case.method == "GET":
+            assert status == 200, body
+        else:
+            assert status < 500, body
+            assert status not in (401, 403), body
+            if status >= 400:
+                assert body["error"]["code"] not in ("forbidden", "unauthorized", "four_eyes")
+    elif role == "anonymous":
+        assert status == 302
+        assert location.startswith("/login?next="), location
+        stub = response.get_data(as_text=True).replace(html.escape(location), "")
+        assert "shop" not in stub, "an anonymous response had data"
+        assert "requester" not in stub
+    elif not allowed:
+        assert status == 403, response.get_data(as_text=True)[:500]
+        assert f"needs the {MINIMUM_ROLE[permission]} role" in response.get_data(as_text=True)
+    elif case.method == "GET":
+        assert status == 200, response.get_data(as_text=True)[:500]
+    elif case.endpoint == "auth.logout":
+        assert (status, location) == (302, "/login")
+    else:
+        assert status < 500, response.get_data(as_text=True)[:500]
+        assert status not in (401, 403), response.get_data(as_text=True)[:500]
+        assert not location.startswith("/login"), location
+
+    if before is not None:
+        assert world.fingerprint() == before, f"a refused {case.method} changed the database"

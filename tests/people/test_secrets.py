@@ -1,0 +1,191 @@
+"""A planted password never leaves the encrypted column: not in pages, JSON, logs, CLI or files.
+
+Three targets carry the password ``Pl4nted-S3cret``: a PostgreSQL database
+whose migration fails with the full URL in its exception (the real password
+rides in ``?password=``, which libpq prefers), a closed loopback port, and
+PostgreSQL refusing the password.  Everything that could show a URL is then
+driven: probes, a failing job, a job that cannot connect, a job held for
+approval, every page, the API, the CLI, the audit exports, the logs at
+DEBUG, and the raw bytes of every file in the instance folder.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote, quote_plus
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+
+from migdash.scaffold import RevisionSpec
+from migdash.services import services_of
+from migdash.store.models import Target, TargetLease
+from tests.conftest import migrate_to
+
+PLANTED = "Pl4nted-S3cret"
+FRAGMENTS = {PLANTED, quote(PLANTED, safe=""), quote_plus(PLANTED), "Pl4nted", "S3cret"}
+"""The password as written, encoded, and in halves (a truncated leak is still a leak)."""
+
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+
+HALF_WAY = (
+    'op.create_table("half", sa.Column("id", sa.Integer, primary_key=True))\n'
+    "url = op.get_bind().engine.url.render_as_string(hide_password=False)\n"
+    'raise RuntimeError("boom after creating half, on " + url)\n'
+)
+"""Creates a table, then fails with the full URL (password included) in the message."""
+
+
+def leaks(text: str) -> list[str]:
+    return sorted(f for f in FRAGMENTS if f in text)
+
+
+def with_planted_password(url: str) -> str:
+    """*url* with PLANTED as its password and the server's real one in ``?password=``."""
+    parsed = sa.make_url(url)
+    return (
+        parsed.set(password=PLANTED)
+        .update_query_dict({"password": str(parsed.password)})
+        .render_as_string(hide_password=False)
+    )
+
+
+def job_id_of(response: Any) -> int:
+    assert response.status_code == 302, response.get_data(as_text=True)[:1000]
+    return int(response.headers["Location"].rsplit("/", 1)[1])
+
+
+@pytest.mark.server
+def test_a_planted_password_appears_nowhere(
+    app: Flask,
+    login: Callable[..., FlaskClient],
+    make_project: Callable[..., Any],
+    add_environment: Callable[..., None],
+    add_target: Callable[..., str],
+    make_user: Callable[..., str],
+    make_token: Callable[[str], str],
+    cli: Callable[..., Any],
+    run_queue: Callable[[], int],
+    load_job: Callable[[int], Any],
+    instance_bytes: Callable[[], bytes],
+    postgres_server: str,
+    postgres_url: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    server = sa.make_url(postgres_server)
+    assert server.host in LOOPBACK, "secrets tests only ever talk to this machine"
+    project = make_project(
+        [
+            RevisionSpec("a1", None, "create accounts", table="accounts"),
+            RevisionSpec("b2", "a1", "half way", upgrade_body=HALF_WAY),
+            RevisionSpec("c3", "b2", "never reached", table="items"),
+        ],
+        name="shop",
+    )
+    add_environment("dev")
+    add_environment("prod", protected=True)
+    failing = with_planted_password(postgres_url)
+    migrate_to(project, failing, "a1")
+    urls = {
+        "pg-fails": failing,
+        "pg-gone": f"postgresql+psycopg://app:{PLANTED}@127.0.0.1:1/nothing",
+        "pg-refused": server.set(password=PLANTED, database="postgres").render_as_string(
+            hide_password=False
+        ),
+    }
+    assert all(PLANTED in url for url in urls.values())
+    add_target(project, "pg-fails", "dev", url=urls["pg-fails"])
+    add_target(project, "pg-gone", "dev", url=urls["pg-gone"])
+    add_target(project, "pg-refused", "prod", url=urls["pg-refused"])
+    make_user("reviewer", "approver")
+    token = make_token("reviewer")
+    web = login("admin")
+    seen: dict[str, str] = {}
+
+    def read(name: str, response: Any) -> None:
+        assert response.status_code < 500, (name, response.get_data(as_text=True)[:1000])
+        seen[name] = response.get_data(as_text=True)
+
+    seen["cli status --json"] = cli("status", "--json").stdout
+    read("POST /overview/probe", web.post("/overview/probe", headers={"HX-Request": "true"}))
+    fails = job_id_of(
+        web.post("/actions/targets/pg-fails", data={"action": "upgrade", "revision": "heads"})
+    )
+    gone = job_id_of(
+        web.post("/actions/targets/pg-gone", data={"action": "upgrade", "revision": "heads"})
+    )
+    held = job_id_of(
+        web.post("/actions/targets/pg-refused", data={"action": "upgrade", "revision": "heads"})
+    )
+    run_queue()
+    assert load_job(fails).state == "failed"
+    assert "RuntimeError: boom after creating half" in load_job(fails).error
+    assert load_job(gone).state == "failed", "a job that cannot connect fails, honestly"
+    assert "cannot be reached, so nothing was run" in load_job(gone).error
+    with services_of(app).sessions() as session:
+        assert session.scalars(sa.select(TargetLease)).all() == [], "no lease is left behind"
+    assert load_job(held).state == "awaiting_approval"
+
+    paths = [
+        "/",
+        "/overview/matrix",
+        "/projects/",
+        "/projects/shop",
+        "/projects/shop/graph.svg",
+        "/projects/shop/revisions/b2",
+        "/jobs/",
+        "/approvals/",
+        "/audit/",
+        "/audit/export.csv",
+        "/audit/export.json",
+        "/admin/",
+    ]
+    for name in urls:
+        paths += [
+            f"/targets/{name}",
+            f"/admin/targets/{name}/edit",
+            f"/actions/targets/{name}?action=upgrade&revision=heads",
+        ]
+        read(f"POST /targets/{name}/probe", web.post(f"/targets/{name}/probe"))
+    for job_id in (fails, gone, held):
+        paths += [f"/jobs/{job_id}", f"/jobs/{job_id}/live", f"/approvals/{job_id}"]
+    for path in paths:
+        read(path, web.get(path))
+    bearer = {"Authorization": f"Bearer {token}"}
+    api_paths = ["/status", "/status?probe=1", "/targets", "/jobs", "/approvals"]
+    for job_id in (fails, gone, held):
+        api_paths += [f"/jobs/{job_id}", f"/jobs/{job_id}/log"]
+    for path in api_paths:
+        read(f"API {path}", web.get(f"/api/v1{path}", headers=bearer))
+    read("API approve", web.post(f"/api/v1/jobs/{held}/approve", headers=bearer, json={}))
+    for args in (
+        ["status"],
+        ["status", "--json"],
+        ["current", "--json"],
+        ["jobs", "--json"],
+        *(["job", str(j), "--json"] for j in (fails, gone, held)),
+        *(["job", str(j)] for j in (fails, gone, held)),
+    ):
+        seen["cli " + " ".join(args)] = cli(*args).stdout
+
+    assert "pg-refused" in seen["/"]
+    assert "boom after creating half" in seen[f"/jobs/{fails}"]
+    assert {name: leaks(text) for name, text in seen.items() if leaks(text)} == {}
+    logged = caplog.text + "".join(r.exc_text or "" for r in caplog.records)
+    assert len(caplog.records) > 10, "the logs were captured"
+    assert leaks(logged) == []
+    stored = instance_bytes()
+    assert b"pg-refused" in stored, "the files read are the ones migdash writes"
+    assert [f for f in FRAGMENTS if f.encode() in stored] == []
+
+    with services_of(app).sessions() as session:
+        targets = {t.name: t for t in session.scalars(sa.select(Target))}
+        cipher = services_of(app).cipher
+        for name, url in urls.items():
+            assert leaks(targets[name].url_encrypted) == []
+            assert cipher.decrypt(targets[name].url_encrypted) == url
