@@ -42,8 +42,10 @@ def build_workspace(root: Path, size: int) -> tuple[Path, list[Path]]:
     """A 30-revision project and *size* SQLite databases copied from a few real templates."""
     project = root / "project"
     if not project.exists():
-        specs = [RevisionSpec(f"r{i:04d}", f"r{i - 1:04d}" if i else None, f"step {i}",
-                              table=f"t{i}") for i in range(REVISIONS)]
+        specs = [
+            RevisionSpec(f"r{i:04d}", f"r{i - 1:04d}" if i else None, f"step {i}", table=f"t{i}")
+            for i in range(REVISIONS)
+        ]
         write_project(project, specs)
     templates = []
     for at in TEMPLATE_REVISIONS:
@@ -89,7 +91,7 @@ def time_migdash(project: Path, dbs: list[Path]) -> tuple[float, float, int]:
 
 
 def time_with_store(root: Path, project: Path, dbs: list[Path]) -> float:
-    """Warm refresh through migdash.status (probe, assess, snapshot rows) on a SQLite metadata DB."""
+    """Warm refresh through migdash.status (probe, assess, snapshots) on a SQLite metadata DB."""
     from migdash.status import refresh_status
     from migdash.store import registry
     from migdash.store.session import create_db_engine, create_session_factory, upgrade_schema
@@ -107,8 +109,9 @@ def time_with_store(root: Path, project: Path, dbs: list[Path]) -> float:
     with sessions() as session:
         registry.add_project(session, "bench", str(project))
         for i, db in enumerate(dbs):
-            registry.add_target(session, f"t{i}", project="bench", environment="prod",
-                                url=f"sqlite:///{db}")
+            registry.add_target(
+                session, f"t{i}", project="bench", environment="prod", url=f"sqlite:///{db}"
+            )
         session.commit()
         targets = list(session.scalars(sa.select(registry.Target)))
         refresh_status(session, catalog, pool, targets)
@@ -157,9 +160,11 @@ def main() -> None:
     args = parser.parse_args()
     root = args.workdir or Path(tempfile.mkdtemp(prefix="migdash-bench-"))
     print(f"workspace: {root}  ({REVISIONS}-revision project, SQLite targets)")
-    header = (f"{'N':>6} {'migdash cold':>13} {'migdash warm':>13} {'+store':>9} "
-              f"{'alembic loop':>13} {'floor':>9} {'loop/warm':>10} {'loop/cold':>10} "
-              f"{'warm/floor':>11}")
+    header = (
+        f"{'N':>6} {'migdash cold':>13} {'migdash warm':>13} {'+store':>9} "
+        f"{'alembic loop':>13} {'floor':>9} {'loop/warm':>10} {'loop/cold':>10} "
+        f"{'warm/floor':>11}"
+    )
     print(header)
     for size in args.sizes:
         project, dbs = build_workspace(root, size)
@@ -168,11 +173,15 @@ def main() -> None:
         per_target = time_alembic_loop(root, project, dbs[: min(args.sample, size)])
         loop = per_target * size
         floor = time_floor(dbs)
-        print(f"{size:>6} {cold:>12.3f}s {warm:>12.3f}s {with_store:>8.3f}s "
-              f"{loop:>12.1f}s {floor:>8.4f}s {loop / warm:>9.0f}x {loop / cold:>9.0f}x "
-              f"{warm / floor:>10.1f}x")
-        print(f"{'':>6} ({behind} of {size} behind; alembic current: {per_target * 1000:.0f} ms "
-              f"per target over a sample of {min(args.sample, size)})")
+        print(
+            f"{size:>6} {cold:>12.3f}s {warm:>12.3f}s {with_store:>8.3f}s "
+            f"{loop:>12.1f}s {floor:>8.4f}s {loop / warm:>9.0f}x {loop / cold:>9.0f}x "
+            f"{warm / floor:>10.1f}x"
+        )
+        print(
+            f"{'':>6} ({behind} of {size} behind; alembic current: {per_target * 1000:.0f} ms "
+            f"per target over a sample of {min(args.sample, size)})"
+        )
 
 
 if __name__ == "__main__":

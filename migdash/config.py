@@ -15,7 +15,7 @@ from typing import Any
 
 from migdash.errors import ConfigError
 
-SECRET_KEY_FILE = "secret_key"
+SECRET_KEY_FILE = "secret_key"  # noqa: S105 - a file name, not a secret
 
 
 def _positive_float(name: str, raw: str) -> float:
@@ -32,7 +32,9 @@ def _positive_int(name: str, raw: str) -> int:
     try:
         value = int(raw)
     except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a whole number", hint=f"Set {name} to e.g. 16") from None
+        raise ConfigError(
+            f"{name}={raw!r} is not a whole number", hint=f"Set {name} to e.g. 16"
+        ) from None
     if value < 1:
         raise ConfigError(f"{name}={raw!r} must be at least 1")
     return value

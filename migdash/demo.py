@@ -27,12 +27,12 @@ SHOP = [
     RevisionSpec("1a2b3c4d5e6f", None, "create customers table", table="customers"),
     RevisionSpec("2b3c4d5e6f70", "1a2b3c4d5e6f", "add orders table", table="orders"),
     RevisionSpec("3c4d5e6f7081", "2b3c4d5e6f70", "add products table", table="products"),
-    RevisionSpec("4d5e6f708192", "3c4d5e6f7081", "add invoices", table="invoices",
-                 branch_labels=("billing",)),
+    RevisionSpec(
+        "4d5e6f708192", "3c4d5e6f7081", "add invoices", table="invoices", branch_labels=("billing",)
+    ),
     RevisionSpec("5e6f708192a3", "3c4d5e6f7081", "add shipments", table="shipments"),
     RevisionSpec("6f708192a3b4", "4d5e6f708192", "add invoice lines", table="invoice_lines"),
-    RevisionSpec("708192a3b4c5", ("6f708192a3b4", "5e6f708192a3"),
-                 "merge billing and shipping"),
+    RevisionSpec("708192a3b4c5", ("6f708192a3b4", "5e6f708192a3"), "merge billing and shipping"),
     RevisionSpec("8192a3b4c5d6", "708192a3b4c5", "add audit log", table="audit_log"),
 ]
 
@@ -63,10 +63,17 @@ def demo_targets(db_dir: Path) -> list[DemoTarget]:
         DemoTarget("shop-staging", "shop", "staging", "6f708192a3b4", sqlite("shop-staging")),
         DemoTarget("shop-prod-eu", "shop", "prod", "3c4d5e6f7081", sqlite("shop-prod-eu")),
         DemoTarget("shop-prod-us", "shop", "prod", None, sqlite("shop-prod-us")),
-        DemoTarget("shop-prod-apac", "shop", "prod", None,
-                   "postgresql+psycopg://shop:demo-secret@127.0.0.1:1/shop"),
+        DemoTarget(
+            "shop-prod-apac",
+            "shop",
+            "prod",
+            None,
+            "postgresql+psycopg://shop:demo-secret@127.0.0.1:1/shop",
+        ),
         DemoTarget("analytics-dev", "analytics", "dev", "aa04", sqlite("analytics-dev")),
-        DemoTarget("analytics-staging", "analytics", "staging", "aa03", sqlite("analytics-staging")),
+        DemoTarget(
+            "analytics-staging", "analytics", "staging", "aa03", sqlite("analytics-staging")
+        ),
         DemoTarget("analytics-prod", "analytics", "prod", "aa02", sqlite("analytics-prod")),
     ]
 
@@ -92,9 +99,14 @@ def build_demo(session: Session, workspace: Path) -> list[DemoTarget]:
         assert target.url is not None
         if target.url.startswith("sqlite"):
             _migrate(workspace / "projects" / target.project, target.url, target.at)
-        registry.add_target(session, target.name, project=target.project,
-                            environment=target.environment, url=target.url,
-                            tags=["demo", target.environment])
+        registry.add_target(
+            session,
+            target.name,
+            project=target.project,
+            environment=target.environment,
+            url=target.url,
+            tags=["demo", target.environment],
+        )
     if session.scalar(sa.select(User.id).where(User.username == DEMO_USER)) is None:
         create_user(session, DEMO_USER, DEMO_PASSWORD, Role.ADMIN)
     session.commit()

@@ -13,8 +13,9 @@ import re
 from typing import Any
 
 _URL_PASSWORD = re.compile(r"(?P<head>\b[a-zA-Z][\w+.-]*://[^:/@\s]*):(?P<password>[^@\s/]+)@")
-_QUERY_PASSWORD = re.compile(r"(?P<head>[?&](?:password|passwd|pwd)=)(?P<password>[^&\s'\"]+)",
-                             re.IGNORECASE)
+_QUERY_PASSWORD = re.compile(
+    r"(?P<head>[?&](?:password|passwd|pwd)=)(?P<password>[^&\s'\"]+)", re.IGNORECASE
+)
 
 
 def mask_passwords(text: str) -> str:
@@ -36,8 +37,7 @@ def install_log_scrubbing() -> None:
             return record
         record.msg, record.args = mask_passwords(message), None
         if record.exc_info and not record.exc_text:
-            record.exc_text = mask_passwords(
-                logging.Formatter().formatException(record.exc_info))
+            record.exc_text = mask_passwords(logging.Formatter().formatException(record.exc_info))
         return record
 
     factory.migdash_scrubbing = True  # type: ignore[attr-defined]

@@ -56,5 +56,6 @@ def require(role: Role | str, permission: Permission, *, actor: str = "you") -> 
     """Raise :class:`Forbidden` unless *role* has *permission*."""
     if not allowed(role, permission):
         needed = MINIMUM_ROLE[permission].value
-        raise Forbidden(f"{actor} ({Role(role).value}) may not {permission.value}: "
-                        f"this needs the {needed} role")
+        raise Forbidden(
+            f"{actor} ({Role(role).value}) may not {permission.value}: this needs the {needed} role"
+        )

@@ -108,7 +108,7 @@ def write_revision(versions: Path, spec: RevisionSpec) -> Path:
     doc = spec.message + (f"\n\n{spec.extra_doc}" if spec.extra_doc else "")
     text = (
         f'"""{_doc_escape(doc)}\n\nRevision ID: {spec.revision}\n'
-        f"Revises: {_revises(spec.down_revision)}\n\n\"\"\"\n"
+        f'Revises: {_revises(spec.down_revision)}\n\n"""\n'
         "from alembic import op\nimport sqlalchemy as sa\n\n"
         f"revision = {spec.revision!r}\n"
         f"down_revision = {spec.down_revision!r}\n"

@@ -50,7 +50,9 @@ class TargetReport:
         }
 
 
-def project_graph(catalog: GraphCatalog, project: Project) -> tuple[RevisionGraph | None, str | None]:
+def project_graph(
+    catalog: GraphCatalog, project: Project
+) -> tuple[RevisionGraph | None, str | None]:
     """The project's graph, or None and the reason it cannot be loaded."""
     try:
         return catalog.graph(project.script_location), None
@@ -86,20 +88,24 @@ def refresh_status(
     now = utcnow()
     snapshots = latest_snapshots(session, [t.id for t in targets])
     stale = [
-        t for t in targets
+        t
+        for t in targets
         if max_age is None or t.id not in snapshots or now - snapshots[t.id].checked_at > max_age
     ]
-    probes = dict(zip((t.id for t in stale), pool.probe_many([probe_request(t) for t in stale]),
-                      strict=True))
+    probes = dict(
+        zip((t.id for t in stale), pool.probe_many([probe_request(t) for t in stale]), strict=True)
+    )
     graphs: dict[int, tuple[RevisionGraph | None, str | None]] = {}
     for target in stale:
         if target.project_id not in graphs:
             graphs[target.project_id] = project_graph(catalog, target.project)
         graph, problem = graphs[target.project_id]
-        status = assess_target(graph, probes[target.id], track=target.project.track,
-                               project_error=problem)
-        snapshots[target.id] = record_snapshot(session, target, status, probes[target.id],
-                                               snapshots.get(target.id), now)
+        status = assess_target(
+            graph, probes[target.id], track=target.project.track, project_error=problem
+        )
+        snapshots[target.id] = record_snapshot(
+            session, target, status, probes[target.id], snapshots.get(target.id), now
+        )
     session.flush()
     return [report_from_snapshot(t, snapshots[t.id]) for t in targets]
 
@@ -112,8 +118,16 @@ def cached_status(session: Session, targets: Sequence[Target]) -> list[TargetRep
         snapshot = snapshots.get(target.id)
         if snapshot is None:
             status = TargetStatus(TargetState.NOT_PROBED, (), (), (), None)
-            reports.append(TargetReport(target.name, target.project.name, target.environment.name,
-                                        status, None, target.id))
+            reports.append(
+                TargetReport(
+                    target.name,
+                    target.project.name,
+                    target.environment.name,
+                    status,
+                    None,
+                    target.id,
+                )
+            )
         else:
             reports.append(report_from_snapshot(target, snapshot))
     return reports
@@ -140,8 +154,13 @@ def record_snapshot(
         previous.checked_at = now
         previous.elapsed_ms = int(probe.elapsed * 1000)
         return previous
-    snapshot = Snapshot(target_id=target.id, taken_at=now, checked_at=now,
-                        elapsed_ms=int(probe.elapsed * 1000), **fields)
+    snapshot = Snapshot(
+        target_id=target.id,
+        taken_at=now,
+        checked_at=now,
+        elapsed_ms=int(probe.elapsed * 1000),
+        **fields,
+    )
     session.add(snapshot)
     return snapshot
 
@@ -154,8 +173,14 @@ def report_from_snapshot(target: Target, snapshot: Snapshot) -> TargetReport:
         pending=tuple(snapshot.pending),
         error=snapshot.error,
     )
-    return TargetReport(target.name, target.project.name, target.environment.name, status,
-                        snapshot.checked_at, target.id)
+    return TargetReport(
+        target.name,
+        target.project.name,
+        target.environment.name,
+        status,
+        snapshot.checked_at,
+        target.id,
+    )
 
 
 @dataclass(frozen=True)

@@ -85,7 +85,9 @@ def make_project(tmp_path: Path) -> Callable[..., ProjectFixture]:
     """Write a real Alembic project; *shape* is a key of SHAPES or a list of RevisionSpec."""
     counter = iter(range(1000))
 
-    def factory(shape: str | list[RevisionSpec] = "linear", name: str | None = None) -> ProjectFixture:
+    def factory(
+        shape: str | list[RevisionSpec] = "linear", name: str | None = None
+    ) -> ProjectFixture:
         revisions = SHAPES[shape] if isinstance(shape, str) else shape
         name = name or (shape if isinstance(shape, str) else f"custom{next(counter)}")
         location = tmp_path / "projects" / name

@@ -13,8 +13,11 @@ from migdash.errors import ConfigError
 
 def test_environment_overrides_defaults_and_mapping_overrides_environment(tmp_path: Path) -> None:
     settings = load_settings(
-        {"MIGDASH_INSTANCE": str(tmp_path), "MIGDASH_PROBE_TIMEOUT": "2.5",
-         "MIGDASH_REFRESH_SECONDS": "10"},
+        {
+            "MIGDASH_INSTANCE": str(tmp_path),
+            "MIGDASH_PROBE_TIMEOUT": "2.5",
+            "MIGDASH_REFRESH_SECONDS": "10",
+        },
         {"MIGDASH_REFRESH_SECONDS": 7},
     )
     assert settings["MIGDASH_PROBE_TIMEOUT"] == 2.5
@@ -24,8 +27,12 @@ def test_environment_overrides_defaults_and_mapping_overrides_environment(tmp_pa
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("MIGDASH_PROBE_TIMEOUT", "soon"), ("MIGDASH_PROBE_TIMEOUT", "0"),
-     ("MIGDASH_PROBE_WORKERS", "1.5"), ("MIGDASH_SECURE_COOKIES", "maybe")],
+    [
+        ("MIGDASH_PROBE_TIMEOUT", "soon"),
+        ("MIGDASH_PROBE_TIMEOUT", "0"),
+        ("MIGDASH_PROBE_WORKERS", "1.5"),
+        ("MIGDASH_SECURE_COOKIES", "maybe"),
+    ],
 )
 def test_bad_values_name_the_variable(tmp_path: Path, name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name):
@@ -46,7 +53,9 @@ def test_ensure_instance_writes_a_private_key_once(tmp_path: Path) -> None:
     ensure_instance(tmp_path / "inst")
     assert key_file.read_text() == first
     assert key_file.stat().st_mode & 0o777 == 0o600
-    assert load_settings({"MIGDASH_INSTANCE": str(tmp_path / "inst")})["MIGDASH_SECRET_KEY"] == first
+    assert (
+        load_settings({"MIGDASH_INSTANCE": str(tmp_path / "inst")})["MIGDASH_SECRET_KEY"] == first
+    )
 
 
 def test_factory_connects_to_nothing_and_creates_no_files(tmp_path: Path) -> None:

@@ -13,7 +13,9 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_wheel_ships_templates_static_and_migrations(tmp_path: Path) -> None:
     subprocess.run(
         [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(tmp_path)],
-        cwd=ROOT, check=True, capture_output=True,
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
     )
     (wheel,) = tmp_path.glob("migdash-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
@@ -37,7 +39,10 @@ def test_wheel_ships_templates_static_and_migrations(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-c", probe, str(tmp_path / "instance")],
         env={"PYTHONPATH": str(unpacked), "PATH": "/usr/bin:/bin"},
-        capture_output=True, text=True, check=True, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
     )
     template_folder, static_folder = result.stdout.split()
     assert template_folder == str(unpacked / "migdash" / "templates")

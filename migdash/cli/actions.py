@@ -22,8 +22,12 @@ from migdash.store import registry
 from migdash.store.models import Job, JobState, utcnow
 
 ACTOR_OPTION = click.option(
-    "--as", "actor", default=None, envvar="MIGDASH_CLI_USER",
-    help="Act as this migdash user (their role applies); default: the shell's trusted 'cli'.")
+    "--as",
+    "actor",
+    default=None,
+    envvar="MIGDASH_CLI_USER",
+    help="Act as this migdash user (their role applies); default: the shell's trusted 'cli'.",
+)
 
 
 def _wait_for(job_ids: list[int], timeout: float) -> list[Job]:
@@ -46,18 +50,46 @@ def _target_command(kind: str) -> click.Command:
     @ACTOR_OPTION
     @json_option
     @with_appcontext
-    def command(target: str, revision: str, sql: bool, wait: bool, timeout: float, actor: str,
-                as_json: bool, purge: bool = False) -> None:
+    def command(
+        target: str,
+        revision: str,
+        sql: bool,
+        wait: bool,
+        timeout: float,
+        actor: str,
+        as_json: bool,
+        purge: bool = False,
+    ) -> None:
         with store() as (session, services):
             row = registry.get_target(session, target)
             if sql:
-                preview = preview_sql(session, services.catalog, services.probes, row, kind, revision)
-                emit({"sql": preview.sql, "hazards": preview.hazards, "error": preview.error,
-                      "start": preview.start}, as_json, preview.sql or preview.error)
+                preview = preview_sql(
+                    session, services.catalog, services.probes, row, kind, revision
+                )
+                emit(
+                    {
+                        "sql": preview.sql,
+                        "hazards": preview.hazards,
+                        "error": preview.error,
+                        "start": preview.start,
+                    },
+                    as_json,
+                    preview.sql or preview.error,
+                )
                 return
             name, role = resolve_actor(session, actor)
-            job = submit_target_action(session, services.catalog, services.probes, services.queue,
-                                       row, kind, revision, actor=name, role=role, purge=purge)
+            job = submit_target_action(
+                session,
+                services.catalog,
+                services.probes,
+                services.queue,
+                row,
+                kind,
+                revision,
+                actor=name,
+                role=role,
+                purge=purge,
+            )
             job_id = job.id
         _report([job_id], wait, timeout, as_json)
 
@@ -72,8 +104,11 @@ def _report(job_ids: list[int], wait: bool, timeout: float, as_json: bool) -> No
     else:
         with services.sessions() as session:
             jobs = [job_requests.get_job(session, i) for i in job_ids]
-    emit([job_json(j) for j in jobs] if len(jobs) > 1 else job_json(jobs[0]), as_json,
-         "\n".join(f"job {j.id}: {job_requests.describe(j)} [{j.state}]" for j in jobs))
+    emit(
+        [job_json(j) for j in jobs] if len(jobs) > 1 else job_json(jobs[0]),
+        as_json,
+        "\n".join(f"job {j.id}: {job_requests.describe(j)} [{j.state}]" for j in jobs),
+    )
     if wait and any(j.state != JobState.SUCCEEDED.value for j in jobs):
         raise SystemExit(1)
 
@@ -83,8 +118,9 @@ RELATIVE_REVISIONS = {"ignore_unknown_options": True}
 main.command("upgrade", context_settings=RELATIVE_REVISIONS)(_target_command("upgrade"))
 main.command("downgrade", context_settings=RELATIVE_REVISIONS)(_target_command("downgrade"))
 stamp_command = _target_command("stamp")
-stamp_command = click.option("--purge", is_flag=True,
-                             help="Delete all rows of the version table first.")(stamp_command)
+stamp_command = click.option(
+    "--purge", is_flag=True, help="Delete all rows of the version table first."
+)(stamp_command)
 main.command("stamp", context_settings=RELATIVE_REVISIONS)(stamp_command)
 
 
@@ -97,14 +133,28 @@ main.command("stamp", context_settings=RELATIVE_REVISIONS)(stamp_command)
 @ACTOR_OPTION
 @json_option
 @with_appcontext
-def merge(project: str, message: str, heads: tuple[str, ...], wait: bool, timeout: float,
-          actor: str, as_json: bool) -> None:
+def merge(
+    project: str,
+    message: str,
+    heads: tuple[str, ...],
+    wait: bool,
+    timeout: float,
+    actor: str,
+    as_json: bool,
+) -> None:
     """Queue a merge revision of the project's heads."""
     with store() as (session, services):
         name, role = resolve_actor(session, actor)
         job = submit_project_action(
-            session, services.catalog, services.queue, registry.get_project(session, project),
-            "merge", {"message": message, "heads": list(heads)}, actor=name, role=role)
+            session,
+            services.catalog,
+            services.queue,
+            registry.get_project(session, project),
+            "merge",
+            {"message": message, "heads": list(heads)},
+            actor=name,
+            role=role,
+        )
         job_id = job.id
     _report([job_id], wait, timeout, as_json)
 
@@ -122,18 +172,41 @@ def merge(project: str, message: str, heads: tuple[str, ...], wait: bool, timeou
 @ACTOR_OPTION
 @json_option
 @with_appcontext
-def revision(project: str, message: str, head: str | None, branch_label: str | None,
-             depends_on: tuple[str, ...], autogenerate: bool, against: str | None, wait: bool,
-             timeout: float, actor: str, as_json: bool) -> None:
+def revision(
+    project: str,
+    message: str,
+    head: str | None,
+    branch_label: str | None,
+    depends_on: tuple[str, ...],
+    autogenerate: bool,
+    against: str | None,
+    wait: bool,
+    timeout: float,
+    actor: str,
+    as_json: bool,
+) -> None:
     """Queue a new revision file (empty, or autogenerated against a target)."""
     with store() as (session, services):
         target = registry.get_target(session, against) if against else None
-        arguments = {"message": message, "head": head, "branch_label": branch_label,
-                     "depends_on": list(depends_on), "autogenerate": autogenerate}
+        arguments = {
+            "message": message,
+            "head": head,
+            "branch_label": branch_label,
+            "depends_on": list(depends_on),
+            "autogenerate": autogenerate,
+        }
         name, role = resolve_actor(session, actor)
         job = submit_project_action(
-            session, services.catalog, services.queue, registry.get_project(session, project),
-            "revision", arguments, actor=name, role=role, against=target)
+            session,
+            services.catalog,
+            services.queue,
+            registry.get_project(session, project),
+            "revision",
+            arguments,
+            actor=name,
+            role=role,
+            against=target,
+        )
         job_id = job.id
     _report([job_id], wait, timeout, as_json)
 
@@ -145,15 +218,23 @@ def revision(project: str, message: str, head: str | None, branch_label: str | N
 @click.option("--limit", default=50, show_default=True)
 @json_option
 @with_appcontext
-def jobs(state: str | None, project: str | None, target: str | None, limit: int,
-         as_json: bool) -> None:
+def jobs(
+    state: str | None, project: str | None, target: str | None, limit: int, as_json: bool
+) -> None:
     """Recent jobs, newest first."""
     with store() as (session, _):
-        rows = job_requests.list_jobs(session, state=state, project=project, target=target,
-                                      limit=limit)
-        emit([job_json(j) for j in rows], as_json, "\n".join(
-            f"{j.id:>5} {j.state:<12} {job_requests.describe(j)}  ({j.requested_by})"
-            for j in rows) or "no jobs")
+        rows = job_requests.list_jobs(
+            session, state=state, project=project, target=target, limit=limit
+        )
+        emit(
+            [job_json(j) for j in rows],
+            as_json,
+            "\n".join(
+                f"{j.id:>5} {j.state:<12} {job_requests.describe(j)}  ({j.requested_by})"
+                for j in rows
+            )
+            or "no jobs",
+        )
 
 
 @main.command("job")
@@ -165,7 +246,9 @@ def job(job_id: int, with_log: bool, as_json: bool) -> None:
     """One job: state, result, and its log."""
     with store() as (session, _):
         row = job_requests.get_job(session, job_id)
-        lines = [f"{line.at:%H:%M:%S} {line.line}" for line in job_requests.job_log(session, job_id)]
+        lines = [
+            f"{line.at:%H:%M:%S} {line.line}" for line in job_requests.job_log(session, job_id)
+        ]
         data = {**job_json(row), "log": lines}
         text = f"job {row.id}: {job_requests.describe(row)} [{row.state}]"
         if row.error:
@@ -189,8 +272,13 @@ def cancel(job_id: int, actor: str | None) -> None:
 
 @main.command("approve")
 @click.argument("job_id", type=int)
-@click.option("--as", "actor", required=True, envvar="MIGDASH_CLI_USER",
-              help="The approver (a named user; never the requester).")
+@click.option(
+    "--as",
+    "actor",
+    required=True,
+    envvar="MIGDASH_CLI_USER",
+    help="The approver (a named user; never the requester).",
+)
 @click.option("--comment", default="")
 @json_option
 @with_appcontext
@@ -198,16 +286,30 @@ def approve(job_id: int, actor: str, comment: str, as_json: bool) -> None:
     """Approve a job awaiting approval (after reading its plan: `migdash job ID`)."""
     with store() as (session, services):
         name, role = resolve_actor(session, actor)
-        decision = approvals.approve(session, services.catalog, services.probes, job_id,
-                                     actor=name, role=role, comment=comment, seen_plan=None,
-                                     now=utcnow())
+        decision = approvals.approve(
+            session,
+            services.catalog,
+            services.probes,
+            job_id,
+            actor=name,
+            role=role,
+            comment=comment,
+            seen_plan=None,
+            now=utcnow(),
+        )
         session.commit()
         if decision.queued:
             services.queue.submit([job_id])
-        emit({**job_json(decision.job), "approvals": decision.approvals,
-              "required_approvals": decision.required}, as_json,
-             f"job {job_id}: approved by {name} ({decision.approvals} of {decision.required})"
-             + ("; queued" if decision.queued else ""))
+        emit(
+            {
+                **job_json(decision.job),
+                "approvals": decision.approvals,
+                "required_approvals": decision.required,
+            },
+            as_json,
+            f"job {job_id}: approved by {name} ({decision.approvals} of {decision.required})"
+            + ("; queued" if decision.queued else ""),
+        )
 
 
 @main.command("reject")
@@ -225,7 +327,9 @@ def reject(job_id: int, actor: str, comment: str) -> None:
 
 
 @main.command("worker")
-@click.option("--threads", default=None, type=int, help="Jobs run at once (MIGDASH_WORKER_THREADS).")
+@click.option(
+    "--threads", default=None, type=int, help="Jobs run at once (MIGDASH_WORKER_THREADS)."
+)
 @with_appcontext
 def worker(threads: int | None) -> None:
     """Run jobs from the queue until stopped (SIGINT/SIGTERM)."""
@@ -244,8 +348,12 @@ def init(name: str, template: str, as_json: bool) -> None:
     from migdash.jobs.projects import init_project
 
     with store() as (session, services):
-        project = init_project(session, Path(services.settings["MIGDASH_PROJECTS_ROOT"]), name,
-                               template)
+        project = init_project(
+            session, Path(services.settings["MIGDASH_PROJECTS_ROOT"]), name, template
+        )
         session.commit()
-        emit({"project": project.name, "script_location": project.script_location}, as_json,
-             f"created project {project.name} at {project.script_location}")
+        emit(
+            {"project": project.name, "script_location": project.script_location},
+            as_json,
+            f"created project {project.name} at {project.script_location}",
+        )

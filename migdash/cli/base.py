@@ -45,8 +45,13 @@ class MigdashGroup(FlaskGroup):
             ) from exc
 
 
-@click.group(cls=MigdashGroup, create_app=_create_cli_app, add_default_commands=False,
-             add_version_option=False, load_dotenv=False)
+@click.group(
+    cls=MigdashGroup,
+    create_app=_create_cli_app,
+    add_default_commands=False,
+    add_version_option=False,
+    load_dotenv=False,
+)
 def main() -> None:
     """Oversee Alembic migrations across many databases."""
 

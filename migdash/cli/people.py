@@ -22,8 +22,13 @@ def user_group() -> None:
 @user_group.command("create")
 @click.argument("name")
 @click.option("--role", type=ROLE_CHOICE, default=Role.VIEWER.value, show_default=True)
-@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True,
-              help="Prompted for when not given.")
+@click.option(
+    "--password",
+    prompt=True,
+    hide_input=True,
+    confirmation_prompt=True,
+    help="Prompted for when not given.",
+)
 @json_option
 @with_appcontext
 def user_create(name: str, role: str, password: str, as_json: bool) -> None:
@@ -32,8 +37,11 @@ def user_create(name: str, role: str, password: str, as_json: bool) -> None:
         user = create_user(session, name, password, Role(role))
         audit.record(session, "cli", "user.create", detail={"user": user.username, "role": role})
         session.commit()
-        emit({"username": user.username, "role": user.role}, as_json,
-             f"created user {user.username} ({user.role})")
+        emit(
+            {"username": user.username, "role": user.role},
+            as_json,
+            f"created user {user.username} ({user.role})",
+        )
 
 
 @user_group.command("list")
@@ -42,11 +50,19 @@ def user_create(name: str, role: str, password: str, as_json: bool) -> None:
 def user_list(as_json: bool) -> None:
     """Users and their roles."""
     with store() as (session, _):
-        rows = [{"username": u.username, "role": u.role, "active": u.active}
-                for u in list_users(session)]
-        emit(rows, as_json, "\n".join(
-            f"{r['username']:<24} {r['role']:<10} {'' if r['active'] else 'disabled'}"
-            for r in rows) or "no users")
+        rows = [
+            {"username": u.username, "role": u.role, "active": u.active}
+            for u in list_users(session)
+        ]
+        emit(
+            rows,
+            as_json,
+            "\n".join(
+                f"{r['username']:<24} {r['role']:<10} {'' if r['active'] else 'disabled'}"
+                for r in rows
+            )
+            or "no users",
+        )
 
 
 @user_group.command("set-role")
@@ -59,8 +75,9 @@ def user_set_role(name: str, role: str) -> None:
         user = get_user(session, name)
         before = user.role
         set_role(session, user, Role(role))
-        audit.record(session, "cli", "user.set_role",
-                     detail={"user": name, "from": before, "to": role})
+        audit.record(
+            session, "cli", "user.set_role", detail={"user": name, "from": before, "to": role}
+        )
         session.commit()
         click.echo(f"{name}: {before} -> {role}")
 
@@ -73,8 +90,9 @@ def user_disable(name: str, enable: bool) -> None:
     """Disable an account (sign-in and tokens stop working at once)."""
     with store() as (session, _):
         set_active(session, get_user(session, name), enable)
-        audit.record(session, "cli", "user.enable" if enable else "user.disable",
-                     detail={"user": name})
+        audit.record(
+            session, "cli", "user.enable" if enable else "user.disable", detail={"user": name}
+        )
         session.commit()
         click.echo(f"{name}: {'enabled' if enable else 'disabled'}")
 
@@ -93,11 +111,18 @@ def token_create(name: str, username: str, as_json: bool) -> None:
     """Create a token; it is printed once and only its hash is kept."""
     with store() as (session, _):
         plaintext, token = create_token(session, get_user(session, username), name, utcnow())
-        audit.record(session, "cli", "token.create",
-                     detail={"user": username, "token_id": token.id, "name": name})
+        audit.record(
+            session,
+            "cli",
+            "token.create",
+            detail={"user": username, "token_id": token.id, "name": name},
+        )
         session.commit()
-        emit({"id": token.id, "name": name, "user": username, "token": plaintext}, as_json,
-             f"token {token.id} for {username}: {plaintext}\n(shown once; store it now)")
+        emit(
+            {"id": token.id, "name": name, "user": username, "token": plaintext},
+            as_json,
+            f"token {token.id} for {username}: {plaintext}\n(shown once; store it now)",
+        )
 
 
 @token_group.command("revoke")
@@ -107,8 +132,12 @@ def token_revoke(token_id: int) -> None:
     """Revoke a token (by the id `token list` shows)."""
     with store() as (session, _):
         token = revoke_token(session, token_id, utcnow())
-        audit.record(session, "cli", "token.revoke",
-                     detail={"token_id": token_id, "user": token.user.username})
+        audit.record(
+            session,
+            "cli",
+            "token.revoke",
+            detail={"token_id": token_id, "user": token.user.username},
+        )
         session.commit()
         click.echo(f"token {token_id} revoked")
 
@@ -121,8 +150,23 @@ def token_list(username: str | None, as_json: bool) -> None:
     """Tokens (prefix only; the secret is never shown again)."""
     with store() as (session, _):
         user = get_user(session, username) if username else None
-        rows = [{"id": t.id, "name": t.name, "user": t.user.username, "prefix": t.prefix,
-                 "revoked": t.revoked_at is not None} for t in list_tokens(session, user)]
-        emit(rows, as_json, "\n".join(
-            f"{r['id']:>4} {r['user']:<16} {r['name']:<20} {r['prefix']}…"
-            f"{' revoked' if r['revoked'] else ''}" for r in rows) or "no tokens")
+        rows = [
+            {
+                "id": t.id,
+                "name": t.name,
+                "user": t.user.username,
+                "prefix": t.prefix,
+                "revoked": t.revoked_at is not None,
+            }
+            for t in list_tokens(session, user)
+        ]
+        emit(
+            rows,
+            as_json,
+            "\n".join(
+                f"{r['id']:>4} {r['user']:<16} {r['name']:<20} {r['prefix']}…"
+                f"{' revoked' if r['revoked'] else ''}"
+                for r in rows
+            )
+            or "no tokens",
+        )

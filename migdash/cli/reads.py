@@ -10,7 +10,7 @@ from migdash.engine.graph import RevisionGraph
 from migdash.engine.render import build_dot, graph_json, render_svg
 from migdash.engine.source import read_revision_source
 from migdash.errors import BrokenProject, UnknownRevision
-from migdash.status import refresh_status
+from migdash.status import TargetReport, refresh_status
 from migdash.store import registry
 from migdash.store.queries import find_targets
 
@@ -34,6 +34,15 @@ def history_entry(graph: RevisionGraph, revision: str) -> dict[str, object]:
     }
 
 
+def _probe(project: str | None, environment: str | None) -> list[TargetReport]:
+    """Probe the selected targets now and record the snapshots (``status`` and ``current``)."""
+    with store() as (session, services):
+        targets = find_targets(session, project=project, environment=environment)
+        reports = refresh_status(session, services.catalog, services.probes, targets)
+        session.commit()
+        return reports
+
+
 @main.command("status")
 @click.option("--project", default=None)
 @click.option("--env", "environment", default=None)
@@ -41,19 +50,18 @@ def history_entry(graph: RevisionGraph, revision: str) -> dict[str, object]:
 @with_appcontext
 def status(project: str | None, environment: str | None, as_json: bool) -> None:
     """Probe targets now and print each one's state and pending revisions."""
-    with store() as (session, services):
-        targets = find_targets(session, project=project, environment=environment)
-        reports = refresh_status(session, services.catalog, services.probes, targets)
-        session.commit()
-        lines = []
-        for r in reports:
-            current = ",".join(rev[:12] for rev in r.status.current) or "-"
-            detail = f"{len(r.status.pending)} pending" if r.status.pending else ""
-            if r.status.error:
-                detail = r.status.error
-            lines.append(f"{r.project:<14} {r.environment:<10} {r.target:<24} "
-                         f"{r.status.state.value:<16} {current:<14} {detail}")
-        emit([r.as_json() for r in reports], as_json, "\n".join(lines) or "no targets")
+    reports = _probe(project, environment)
+    lines = []
+    for r in reports:
+        current = ",".join(rev[:12] for rev in r.status.current) or "-"
+        detail = f"{len(r.status.pending)} pending" if r.status.pending else ""
+        if r.status.error:
+            detail = r.status.error
+        lines.append(
+            f"{r.project:<14} {r.environment:<10} {r.target:<24} "
+            f"{r.status.state.value:<16} {current:<14} {detail}"
+        )
+    emit([r.as_json() for r in reports], as_json, "\n".join(lines) or "no targets")
 
 
 @main.command("current")
@@ -63,17 +71,16 @@ def status(project: str | None, environment: str | None, as_json: bool) -> None:
 @with_appcontext
 def current(project: str | None, environment: str | None, as_json: bool) -> None:
     """Each target's current revision(s), as ``alembic current`` prints them, for many targets."""
-    with store() as (session, services):
-        targets = find_targets(session, project=project, environment=environment)
-        reports = refresh_status(session, services.catalog, services.probes, targets)
-        session.commit()
-        lines = []
-        for r in reports:
-            revs = [f"{rev}{' (head)' if rev in r.status.heads else ''}" for rev in r.status.current]
-            lines.append(f"{r.target}: {', '.join(revs) or r.status.error or '(base)'}")
-        data = [{"target": r.target, "current": list(r.status.current), "error": r.status.error}
-                for r in reports]
-        emit(data, as_json, "\n".join(lines) or "no targets")
+    reports = _probe(project, environment)
+    lines = []
+    for r in reports:
+        revs = [f"{rev}{' (head)' if rev in r.status.heads else ''}" for rev in r.status.current]
+        lines.append(f"{r.target}: {', '.join(revs) or r.status.error or '(base)'}")
+    data = [
+        {"target": r.target, "current": list(r.status.current), "error": r.status.error}
+        for r in reports
+    ]
+    emit(data, as_json, "\n".join(lines) or "no targets")
 
 
 @main.command("heads")
@@ -104,9 +111,13 @@ def history(project: str, limit: int | None, as_json: bool) -> None:
         for rev in revisions:
             node = graph.nodes[rev]
             down = ", ".join(node.down_revisions) or "<base>"
-            flags = "".join([" (head)" if node.is_head else "",
-                             " (branchpoint)" if node.is_branch_point else "",
-                             " (mergepoint)" if node.is_merge_point else ""])
+            flags = "".join(
+                [
+                    " (head)" if node.is_head else "",
+                    " (branchpoint)" if node.is_branch_point else "",
+                    " (mergepoint)" if node.is_merge_point else "",
+                ]
+            )
             lines.append(f"{down} -> {rev}{flags}, {node.message}")
         emit(data, as_json, "\n".join(lines))
 
@@ -124,10 +135,17 @@ def show(project: str, revision: str, as_json: bool) -> None:
         if len(resolved) != 1:
             raise UnknownRevision(revision, project=project)
         node = graph.nodes[resolved[0]]
-        data = {**history_entry(graph, node.revision), "doc": node.doc, "path": node.path,
-                "children": list(node.children), "source": read_revision_source(node.path).text}
-        text = (f"Rev: {node.revision}\nParent: {', '.join(node.down_revisions) or '<base>'}\n"
-                f"Path: {node.path}\n\n    {node.doc}")
+        data = {
+            **history_entry(graph, node.revision),
+            "doc": node.doc,
+            "path": node.path,
+            "children": list(node.children),
+            "source": read_revision_source(node.path).text,
+        }
+        text = (
+            f"Rev: {node.revision}\nParent: {', '.join(node.down_revisions) or '<base>'}\n"
+            f"Path: {node.path}\n\n    {node.doc}"
+        )
         emit(data, as_json, text)
 
 

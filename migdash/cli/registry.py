@@ -42,26 +42,54 @@ def project_group() -> None:
 @click.option("--script-location", required=True, help="Folder with env.py, or an alembic.ini.")
 @click.option("--version-table", default="alembic_version", show_default=True)
 @click.option("--version-table-schema", default=None)
-@click.option("--track", default="heads", show_default=True,
-              help="What targets should reach: heads, a revision, or label@head.")
-@click.option("--url-mode", type=click.Choice(["config", "connection", "env"]), default="config",
-              show_default=True, help="How env.py gets the target URL.")
+@click.option(
+    "--track",
+    default="heads",
+    show_default=True,
+    help="What targets should reach: heads, a revision, or label@head.",
+)
+@click.option(
+    "--url-mode",
+    type=click.Choice(["config", "connection", "env"]),
+    default="config",
+    show_default=True,
+    help="How env.py gets the target URL.",
+)
 @click.option("--url-env-var", default=None, help="With --url-mode env: the variable's name.")
 @json_option
 @with_appcontext
-def project_add(name: str, script_location: str, version_table: str,
-                version_table_schema: str | None, track: str, url_mode: str,
-                url_env_var: str | None, as_json: bool) -> None:
+def project_add(
+    name: str,
+    script_location: str,
+    version_table: str,
+    version_table_schema: str | None,
+    track: str,
+    url_mode: str,
+    url_env_var: str | None,
+    as_json: bool,
+) -> None:
     """Register an existing Alembic project."""
     with store() as (session, services):
         location = str(Path(script_location).expanduser().resolve())
-        project = registry.add_project(session, name, location, version_table=version_table,
-                                       version_table_schema=version_table_schema, track=track,
-                                       url_mode=url_mode, url_env_var=url_env_var, actor="cli")
+        project = registry.add_project(
+            session,
+            name,
+            location,
+            version_table=version_table,
+            version_table_schema=version_table_schema,
+            track=track,
+            url_mode=url_mode,
+            url_env_var=url_env_var,
+            actor="cli",
+        )
         session.commit()
         graph, problem = project_graph(services.catalog, project)
-        data = {"project": project.name, "script_location": location,
-                "revisions": len(graph) if graph else None, "error": problem}
+        data = {
+            "project": project.name,
+            "script_location": location,
+            "revisions": len(graph) if graph else None,
+            "error": problem,
+        }
         note = f" ({len(graph)} revisions)" if graph else f"\nwarning: {problem}"
         emit(data, as_json, f"registered project {project.name}{note}")
 
@@ -75,19 +103,34 @@ def env_group() -> None:
 @click.argument("name")
 @click.option("--protected", is_flag=True, help="Mutating actions here will need approval.")
 @click.option("--position", type=int, default=None, help="Order; default: after the others.")
-@click.option("--required-approvals", type=int, default=1, show_default=True,
-              help="Distinct approvers a job needs when protected.")
+@click.option(
+    "--required-approvals",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Distinct approvers a job needs when protected.",
+)
 @json_option
 @with_appcontext
-def env_add(name: str, protected: bool, position: int | None, required_approvals: int,
-            as_json: bool) -> None:
+def env_add(
+    name: str, protected: bool, position: int | None, required_approvals: int, as_json: bool
+) -> None:
     """Create an environment."""
     with store() as (session, _):
-        env = registry.add_environment(session, name, protected=protected, position=position,
-                                       required_approvals=required_approvals, actor="cli")
+        env = registry.add_environment(
+            session,
+            name,
+            protected=protected,
+            position=position,
+            required_approvals=required_approvals,
+            actor="cli",
+        )
         session.commit()
-        emit({"environment": env.name, "position": env.position, "protected": env.protected},
-             as_json, f"created environment {env.name} (position {env.position})")
+        emit(
+            {"environment": env.name, "position": env.position, "protected": env.protected},
+            as_json,
+            f"created environment {env.name} (position {env.position})",
+        )
 
 
 @main.group("target")
@@ -105,17 +148,41 @@ def target_group() -> None:
 @click.option("--version-table-schema", default=None)
 @json_option
 @with_appcontext
-def target_add(name: str, project: str, environment: str, url: str, tags: tuple[str, ...],
-               version_table: str | None, version_table_schema: str | None, as_json: bool) -> None:
+def target_add(
+    name: str,
+    project: str,
+    environment: str,
+    url: str,
+    tags: tuple[str, ...],
+    version_table: str | None,
+    version_table_schema: str | None,
+    as_json: bool,
+) -> None:
     """Register a database."""
     with store() as (session, _):
-        target = registry.add_target(session, name, project=project, environment=environment,
-                                     url=url, tags=tags, version_table=version_table,
-                                     version_table_schema=version_table_schema, actor="cli")
+        target = registry.add_target(
+            session,
+            name,
+            project=project,
+            environment=environment,
+            url=url,
+            tags=tags,
+            version_table=version_table,
+            version_table_schema=version_table_schema,
+            actor="cli",
+        )
         session.commit()
-        emit({"target": target.name, "project": project, "environment": environment,
-              "url": mask_url(target.url), "tags": target.tags}, as_json,
-             f"registered target {target.name} ({mask_url(target.url)})")
+        emit(
+            {
+                "target": target.name,
+                "project": project,
+                "environment": environment,
+                "url": mask_url(target.url),
+                "tags": target.tags,
+            },
+            as_json,
+            f"registered target {target.name} ({mask_url(target.url)})",
+        )
 
 
 # --- edit, remove, list -------------------------------------------------------------------
@@ -132,16 +199,26 @@ def target_add(name: str, project: str, environment: str, url: str, tags: tuple[
 @click.option("--url-env-var", default=None)
 @json_option
 @with_appcontext
-def project_edit(name: str, rename: str | None, script_location: str | None,
-                 version_table: str | None, version_table_schema: str | None,
-                 track: str | None, url_mode: str | None, url_env_var: str | None,
-                 as_json: bool) -> None:
+def project_edit(
+    name: str,
+    rename: str | None,
+    script_location: str | None,
+    version_table: str | None,
+    version_table_schema: str | None,
+    track: str | None,
+    url_mode: str | None,
+    url_env_var: str | None,
+    as_json: bool,
+) -> None:
     """Change a project's settings."""
     with store() as (session, services):
         project = registry.get_project(session, name)
         services.catalog.forget(project.script_location)
-        changes: dict[str, object] = {"version_table": version_table, "track": track,
-                                      "url_mode": url_mode}
+        changes: dict[str, object] = {
+            "version_table": version_table,
+            "track": track,
+            "url_mode": url_mode,
+        }
         if url_env_var is not None:
             changes["url_env_var"] = url_env_var
         if rename:
@@ -152,9 +229,16 @@ def project_edit(name: str, rename: str | None, script_location: str | None,
             changes["version_table_schema"] = version_table_schema
         registry.edit_project(session, project, actor="cli", **changes)
         session.commit()
-        emit({"project": project.name, "script_location": project.script_location,
-              "version_table": project.version_table, "track": project.track},
-             as_json, f"updated project {project.name}")
+        emit(
+            {
+                "project": project.name,
+                "script_location": project.script_location,
+                "version_table": project.version_table,
+                "track": project.track,
+            },
+            as_json,
+            f"updated project {project.name}",
+        )
 
 
 @project_group.command("remove")
@@ -181,12 +265,25 @@ def project_list(as_json: bool) -> None:
         rows = []
         for project in all_projects(session):
             graph, problem = project_graph(services.catalog, project)
-            rows.append({"project": project.name, "script_location": project.script_location,
-                         "revisions": len(graph) if graph else None,
-                         "heads": list(graph.heads) if graph else [], "error": problem})
-        emit(rows, as_json, "\n".join(
-            f"{r['project']:<20} {r['script_location']}  "
-            f"{r['error'] or str(r['revisions']) + ' revisions'}" for r in rows) or "no projects")
+            rows.append(
+                {
+                    "project": project.name,
+                    "script_location": project.script_location,
+                    "revisions": len(graph) if graph else None,
+                    "heads": list(graph.heads) if graph else [],
+                    "error": problem,
+                }
+            )
+        emit(
+            rows,
+            as_json,
+            "\n".join(
+                f"{r['project']:<20} {r['script_location']}  "
+                f"{r['error'] or str(r['revisions']) + ' revisions'}"
+                for r in rows
+            )
+            or "no projects",
+        )
 
 
 @env_group.command("edit")
@@ -215,8 +312,7 @@ def env_edit(name: str, rename: str | None, protected: bool | None, position: in
 def env_remove(name: str) -> None:
     """Delete an empty environment."""
     with store() as (session, _):
-        registry.remove_environment(session, registry.get_environment(session, name),
-                                    actor="cli")
+        registry.remove_environment(session, registry.get_environment(session, name), actor="cli")
         session.commit()
         click.echo(f"removed environment {name}")
 
@@ -229,11 +325,24 @@ def env_list(as_json: bool) -> None:
     from migdash.store.queries import all_environments
 
     with store() as (session, _):
-        rows = [{"environment": e.name, "position": e.position, "protected": e.protected,
-                 "targets": len(e.targets)} for e in all_environments(session)]
-        emit(rows, as_json, "\n".join(
-            f"{r['position']:>3} {r['environment']:<20} {'protected' if r['protected'] else ''}"
-            for r in rows) or "no environments")
+        rows = [
+            {
+                "environment": e.name,
+                "position": e.position,
+                "protected": e.protected,
+                "targets": len(e.targets),
+            }
+            for e in all_environments(session)
+        ]
+        emit(
+            rows,
+            as_json,
+            "\n".join(
+                f"{r['position']:>3} {r['environment']:<20} {'protected' if r['protected'] else ''}"
+                for r in rows
+            )
+            or "no environments",
+        )
 
 
 @target_group.command("edit")
@@ -244,8 +353,14 @@ def env_list(as_json: bool) -> None:
 @click.option("--url", default=None)
 @click.option("--tag", "tags", multiple=True, help="Replaces the tags when given.")
 @with_appcontext
-def target_edit(name: str, rename: str | None, project: str | None, environment: str | None,
-                url: str | None, tags: tuple[str, ...]) -> None:
+def target_edit(
+    name: str,
+    rename: str | None,
+    project: str | None,
+    environment: str | None,
+    url: str | None,
+    tags: tuple[str, ...],
+) -> None:
     """Change a target."""
     with store() as (session, _):
         target = registry.get_target(session, name)
@@ -280,9 +395,22 @@ def target_list(project: str | None, environment: str | None, as_json: bool) -> 
     from migdash.store.queries import find_targets
 
     with store() as (session, _):
-        rows = [{"target": t.name, "project": t.project.name, "environment": t.environment.name,
-                 "url": mask_url(t.url), "tags": t.tags}
-                for t in find_targets(session, project=project, environment=environment)]
-        emit(rows, as_json, "\n".join(
-            f"{r['target']:<24} {r['project']:<14} {r['environment']:<10} {r['url']}"
-            for r in rows) or "no targets")
+        rows = [
+            {
+                "target": t.name,
+                "project": t.project.name,
+                "environment": t.environment.name,
+                "url": mask_url(t.url),
+                "tags": t.tags,
+            }
+            for t in find_targets(session, project=project, environment=environment)
+        ]
+        emit(
+            rows,
+            as_json,
+            "\n".join(
+                f"{r['target']:<24} {r['project']:<14} {r['environment']:<10} {r['url']}"
+                for r in rows
+            )
+            or "no targets",
+        )

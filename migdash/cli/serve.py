@@ -17,10 +17,19 @@ from migdash.demo import DEMO_PASSWORD, DEMO_USER, build_demo
 
 host_option = click.option("--host", default="127.0.0.1", show_default=True)
 port_option = click.option("--port", default=5000, show_default=True, type=int)
-threads_option = click.option("--threads", default=8, show_default=True, type=int,
-                              help="Request threads (probes already run concurrently).")
-worker_option = click.option("--worker/--no-worker", default=True, show_default=True,
-                             help="Run a job worker beside the web server.")
+threads_option = click.option(
+    "--threads",
+    default=8,
+    show_default=True,
+    type=int,
+    help="Request threads (probes already run concurrently).",
+)
+worker_option = click.option(
+    "--worker/--no-worker",
+    default=True,
+    show_default=True,
+    help="Run a job worker beside the web server.",
+)
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
@@ -45,8 +54,14 @@ def run_server(app: Flask, host: str, port: int, threads: int, *, with_worker: b
     The worker is a child process (the web process never runs jobs), stopped
     when the server stops, so a newcomer needs only one command.
     """
-    options = {"bind": f"{host}:{port}", "workers": 1, "threads": threads,
-               "worker_class": "gthread", "accesslog": "-", "timeout": 60}
+    options = {
+        "bind": f"{host}:{port}",
+        "workers": 1,
+        "threads": threads,
+        "worker_class": "gthread",
+        "accesslog": "-",
+        "timeout": 60,
+    }
     worker = None
     if with_worker:
         worker = subprocess.Popen([sys.executable, "-m", "migdash", "worker"])  # noqa: S603
@@ -73,8 +88,13 @@ def serve(host: str, port: int, threads: int, worker: bool) -> None:
     with store():
         pass
     click.echo(f"migdash on http://{host}:{port}/")
-    run_server(current_app._get_current_object(), host, port, threads,  # type: ignore[attr-defined]
-               with_worker=worker)
+    run_server(
+        current_app._get_current_object(),
+        host,
+        port,
+        threads,  # type: ignore[attr-defined]
+        with_worker=worker,
+    )
 
 
 @main.command("demo")
@@ -94,5 +114,10 @@ def demo(host: str, port: int, threads: int, worker: bool, no_serve: bool) -> No
     if no_serve:
         return
     click.echo(f"open http://{host}:{port}/")
-    run_server(current_app._get_current_object(), host, port, threads,  # type: ignore[attr-defined]
-               with_worker=worker)
+    run_server(
+        current_app._get_current_object(),
+        host,
+        port,
+        threads,  # type: ignore[attr-defined]
+        with_worker=worker,
+    )

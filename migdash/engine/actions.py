@@ -163,8 +163,11 @@ def run_action(spec: ActionSpec, sink: Sink, *, capture_log: bool = True) -> Act
         message = scrub_text(f"{type(exc).__name__}: {exc}", secrets)
         sink(f"FAILED: {message}")
         return ActionResult(
-            ok=False, error=message, traceback=scrub_text(traceback.format_exc(), secrets),
-            failed_step=failed, steps=tuple(clock.steps),
+            ok=False,
+            error=message,
+            traceback=scrub_text(traceback.format_exc(), secrets),
+            failed_step=failed,
+            steps=tuple(clock.steps),
         )
     finally:
         alembic_log.removeHandler(handler)
@@ -174,8 +177,9 @@ def _dispatch(spec: ActionSpec, clock: StepClock) -> dict[str, Any]:
     stdout = _LineStream(clock.line)
     if spec.kind == "merge":
         config = _config(spec, stdout)
-        script = command.merge(config, list(spec.heads), message=spec.message,
-                               branch_label=spec.branch_label)
+        script = command.merge(
+            config, list(spec.heads), message=spec.message, branch_label=spec.branch_label
+        )
         return {"new_file": str(script.path) if script else None}
     if spec.kind == "revision":
         return _revision(spec, stdout)
@@ -200,8 +204,11 @@ def _revision(spec: ActionSpec, stdout: _LineStream) -> dict[str, Any]:
     def capture(context: Any, revision: Any, directives: list[Any]) -> None:
         script = directives[0]
         if spec.autogenerate:
-            upgrade_ops = script.upgrade_ops_list[-1] if hasattr(script, "upgrade_ops_list") \
+            upgrade_ops = (
+                script.upgrade_ops_list[-1]
+                if hasattr(script, "upgrade_ops_list")
                 else script.upgrade_ops
+            )
             captured["empty"] = upgrade_ops.is_empty()
             captured["operations"] = autogenerate.render_python_code(upgrade_ops)
         if spec.preview:
@@ -211,15 +218,20 @@ def _revision(spec: ActionSpec, stdout: _LineStream) -> dict[str, Any]:
     with _target_connection(spec) if spec.autogenerate else nullcontext() as connection, guard:
         config = _config(spec, stdout, connection)
         result = command.revision(
-            config, message=spec.message, autogenerate=spec.autogenerate,
-            head=spec.revision or "head", branch_label=spec.branch_label,
+            config,
+            message=spec.message,
+            autogenerate=spec.autogenerate,
+            head=spec.revision or "head",
+            branch_label=spec.branch_label,
             depends_on=cast(Any, list(spec.depends_on) or None),  # Alembic takes a list too
             process_revision_directives=capture,
         )
     scripts = result if isinstance(result, list) else [result]
     new_file = next((str(s.path) for s in scripts if s is not None), None)
-    return {"new_file": None if spec.preview else new_file,
-            "operations": captured.get("operations")}
+    return {
+        "new_file": None if spec.preview else new_file,
+        "operations": captured.get("operations"),
+    }
 
 
 def _offline_sql(spec: ActionSpec, stdout: _LineStream) -> str:
@@ -236,8 +248,12 @@ def _offline_sql(spec: ActionSpec, stdout: _LineStream) -> str:
     return buffer.getvalue()
 
 
-def _config(spec: ActionSpec, stdout: Any, connection: sa.Connection | None = None,
-            output_buffer: io.StringIO | None = None) -> Config:
+def _config(
+    spec: ActionSpec,
+    stdout: Any,
+    connection: sa.Connection | None = None,
+    output_buffer: io.StringIO | None = None,
+) -> Config:
     config = Config(stdout=stdout, output_buffer=output_buffer)
     config.set_main_option("script_location", spec.script_location)
     if spec.url:
@@ -267,13 +283,19 @@ def _target_connection(spec: ActionSpec) -> Iterator[sa.Connection | None]:
 
 def same_database(url: URL | str, target: URL | str) -> bool:
     """True when two URLs name the same database (driver and credentials aside)."""
-    a, b = make_url(str(url)) if isinstance(url, str) else url, make_url(str(target)) \
-        if isinstance(target, str) else target
+    a, b = (
+        make_url(str(url)) if isinstance(url, str) else url,
+        make_url(str(target)) if isinstance(target, str) else target,
+    )
     if a.get_backend_name() != b.get_backend_name():
         return False
     if a.get_backend_name() == "sqlite":
         return _sqlite_path(a.database) == _sqlite_path(b.database)
-    return (a.host or "localhost", a.port, a.database) == (b.host or "localhost", b.port, b.database)
+    return (a.host or "localhost", a.port, a.database) == (
+        b.host or "localhost",
+        b.port,
+        b.database,
+    )
 
 
 def _sqlite_path(database: str | None) -> str:

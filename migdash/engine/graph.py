@@ -124,9 +124,13 @@ class RevisionGraph:
         exactly the rows.
         """
         applied = self.revisions_in(self.ancestor_mask(rows))
-        return tuple(sorted(
-            rev for rev in applied if not any(child in applied for child in self.nodes[rev].children)
-        ))
+        return tuple(
+            sorted(
+                rev
+                for rev in applied
+                if not any(child in applied for child in self.nodes[rev].children)
+            )
+        )
 
     def is_ancestor(self, ancestor: str, descendant: str) -> bool:
         """True when *ancestor* is *descendant* or lies below it."""

@@ -132,7 +132,7 @@ def create_probe_engine(url: str, timeout: float = DEFAULT_TIMEOUT) -> Engine:
     parsed = make_url(url)
     parsed, connect_args = _bounded_connect(parsed, timeout)
     kwargs: dict[str, Any] = {"connect_args": connect_args}
-    if not parsed.get_backend_name() == "sqlite":
+    if parsed.get_backend_name() != "sqlite":
         kwargs.update(pool_size=1, max_overflow=2, pool_timeout=timeout, pool_recycle=1800)
     return sa.create_engine(parsed, **kwargs)
 
@@ -148,7 +148,9 @@ def _bounded_connect(url: URL, timeout: float) -> tuple[URL, dict[str, Any]]:
     if backend == "sqlite":
         database = url.database or ""
         if database and database != ":memory:" and not database.startswith("file:"):
-            url = url.set(database=f"file:{database}", query={**url.query, "mode": "ro", "uri": "true"})
+            url = url.set(
+                database=f"file:{database}", query={**url.query, "mode": "ro", "uri": "true"}
+            )
         return url, {"timeout": timeout}
     if backend == "postgresql":
         return url, {
@@ -162,7 +164,9 @@ def _bounded_connect(url: URL, timeout: float) -> tuple[URL, dict[str, Any]]:
             "write_timeout": seconds,
         }
         if url.host in LOOPBACK_HOSTS and url.get_driver_name() == "pymysql":
-            args["ssl_disabled"] = True  # ~25 ms per connect saved; TLS on loopback protects nothing
+            args["ssl_disabled"] = (
+                True  # ~25 ms per connect saved; TLS on loopback protects nothing
+            )
         return url, args
     return url, {}
 

@@ -48,8 +48,14 @@ def build_dot(
     markers = markers or {}
     keep = _kept_revisions(graph, markers) if collapse else set(graph.nodes)
     dot = graphviz.Digraph("revisions", graph_attr={"rankdir": "BT", "bgcolor": "transparent"})
-    dot.attr("node", shape="box", style="rounded,filled", fillcolor="#ffffff", fontname="sans-serif",
-             fontsize="10")
+    dot.attr(
+        "node",
+        shape="box",
+        style="rounded,filled",
+        fillcolor="#ffffff",
+        fontname="sans-serif",
+        fontsize="10",
+    )
     dot.attr("edge", arrowsize="0.6")
     for revision in graph.history:
         if revision in keep:
@@ -57,8 +63,13 @@ def build_dot(
     for source, target, hidden in _edges(graph, keep):
         if hidden:
             run_id = f"run_{source}_{target}"
-            dot.node(run_id, label=f"… {hidden} revisions …", shape="plaintext", fontcolor="#666666",
-                     tooltip=f"{hidden} revisions in a straight line; the history lists them all")
+            dot.node(
+                run_id,
+                label=f"… {hidden} revisions …",
+                shape="plaintext",
+                fontcolor="#666666",
+                tooltip=f"{hidden} revisions in a straight line; the history lists them all",
+            )
             dot.edge(source, run_id)
             dot.edge(run_id, target)
         else:
@@ -85,13 +96,16 @@ def _svg_for(source: str, timeout: float) -> str:
     if executable is None:
         raise GraphvizUnavailable("Graphviz 'dot' is not installed, so the graph cannot be drawn")
     result = subprocess.run(  # noqa: S603 - fixed argv, DOT on stdin
-        [executable, "-Tsvg"], input=source.encode(), capture_output=True, timeout=timeout,
+        [executable, "-Tsvg"],
+        input=source.encode(),
+        capture_output=True,
+        timeout=timeout,
         check=False,
     )
     if result.returncode != 0:
         raise GraphvizUnavailable(f"dot failed: {result.stderr.decode(errors='replace')[:300]}")
     svg: str = result.stdout.decode()
-    return svg[svg.index("<svg"):]
+    return svg[svg.index("<svg") :]
 
 
 def graph_json(graph: RevisionGraph) -> dict[str, object]:
@@ -119,8 +133,13 @@ def _kept_revisions(graph: RevisionGraph, markers: Mapping[str, Sequence[Marker]
     keep = set(markers) & set(graph.nodes)
     for rev, node in graph.nodes.items():
         if (
-            node.is_head or node.is_base or node.is_branch_point or node.is_merge_point
-            or node.branch_labels or node.depends_on or len(node.children) != 1
+            node.is_head
+            or node.is_base
+            or node.is_branch_point
+            or node.is_merge_point
+            or node.branch_labels
+            or node.depends_on
+            or len(node.children) != 1
             or len(node.down_revisions) != 1
         ):
             keep.add(rev)
@@ -158,11 +177,15 @@ def _edges(graph: RevisionGraph, keep: set[str]) -> list[tuple[str, str, int]]:
 
 
 def _draw_revision(
-    dot: graphviz.Digraph, graph: RevisionGraph, revision: str,
+    dot: graphviz.Digraph,
+    graph: RevisionGraph,
+    revision: str,
     revision_href: Callable[[str], str] | None,
 ) -> None:
     node = graph.nodes[revision]
-    message = node.message if len(node.message) <= MAX_LABEL else node.message[: MAX_LABEL - 1] + "…"
+    message = (
+        node.message if len(node.message) <= MAX_LABEL else node.message[: MAX_LABEL - 1] + "…"
+    )
     lines = [revision[:12], message]
     if node.branch_labels:
         lines.append("[" + ", ".join(node.branch_labels) + "]")
@@ -178,8 +201,13 @@ def _draw_revision(
 
 def _draw_marker(dot: graphviz.Digraph, revision: str, marker: Marker) -> None:
     marker_id = "marker_" + hashlib.sha1(marker.name.encode()).hexdigest()[:12]  # noqa: S324
-    attrs = {"shape": "cds", "style": "filled", "fillcolor": _STATE_COLOURS.get(marker.state, "#dddddd"),
-             "fontsize": "9", "tooltip": graphviz.escape(f"{marker.name}: {marker.state}")}
+    attrs = {
+        "shape": "cds",
+        "style": "filled",
+        "fillcolor": _STATE_COLOURS.get(marker.state, "#dddddd"),
+        "fontsize": "9",
+        "tooltip": graphviz.escape(f"{marker.name}: {marker.state}"),
+    }
     if marker.href:
         attrs["href"] = _escape_href(marker.href)
         attrs["target"] = "_top"

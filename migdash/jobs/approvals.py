@@ -46,23 +46,32 @@ class Decision:
 
 def plan_fingerprint(preview: SqlPreview) -> str:
     """SHA-256 of what an approver reads: where the target is, the steps, the SQL."""
-    material = json.dumps({"current": list(preview.plan.current),
-                           "steps": list(preview.plan.steps), "sql": preview.sql or "",
-                           "error": preview.error or ""}, sort_keys=True)
+    material = json.dumps(
+        {
+            "current": list(preview.plan.current),
+            "steps": list(preview.plan.steps),
+            "sql": preview.sql or "",
+            "error": preview.error or "",
+        },
+        sort_keys=True,
+    )
     return hashlib.sha256(material.encode()).hexdigest()
 
 
-def current_plan(session: Session, catalog: GraphCatalog, probes: ProbePool,
-                 job: Job) -> SqlPreview:
+def current_plan(
+    session: Session, catalog: GraphCatalog, probes: ProbePool, job: Job
+) -> SqlPreview:
     """Re-probe the job's target and plan it afresh (what the approval page shows)."""
     if job.target is None:
         raise Conflict(f"job {job.id} has no target any more")
-    return preview_sql(session, catalog, probes, job.target, job.kind,
-                       str(job.arguments.get("revision")))
+    return preview_sql(
+        session, catalog, probes, job.target, job.kind, str(job.arguments.get("revision"))
+    )
 
 
-def hold_for_approval(session: Session, catalog: GraphCatalog, probes: ProbePool, job: Job,
-                      now: datetime) -> SqlPreview:
+def hold_for_approval(
+    session: Session, catalog: GraphCatalog, probes: ProbePool, job: Job, now: datetime
+) -> SqlPreview:
     """Put a freshly requested job on a protected environment into ``awaiting_approval``."""
     preview = current_plan(session, catalog, probes, job)
     job.state = JobState.AWAITING_APPROVAL.value
@@ -72,9 +81,18 @@ def hold_for_approval(session: Session, catalog: GraphCatalog, probes: ProbePool
     return preview
 
 
-def approve(session: Session, catalog: GraphCatalog, probes: ProbePool, job_id: int, *,
-            actor: str, role: Role | str, comment: str, seen_plan: str | None,
-            now: datetime) -> Decision:
+def approve(
+    session: Session,
+    catalog: GraphCatalog,
+    probes: ProbePool,
+    job_id: int,
+    *,
+    actor: str,
+    role: Role | str,
+    comment: str,
+    seen_plan: str | None,
+    now: datetime,
+) -> Decision:
     """Record *actor*'s approval; queue the job once enough approvals for this plan exist.
 
     :raises FourEyesViolation: the actor requested the job.
@@ -85,75 +103,140 @@ def approve(session: Session, catalog: GraphCatalog, probes: ProbePool, job_id: 
     if actor == job.requested_by:
         raise FourEyesViolation(f"{actor} requested job {job.id} and cannot approve it")
     preview = current_plan(session, catalog, probes, job)
+    if preview.error and preview.start is None and "cannot be reached" in preview.error:
+        raise Conflict(
+            f"job {job.id}: {preview.error}",
+            hint="Nothing can be reviewed or run until the target answers again.",
+        )
     fingerprint = plan_fingerprint(preview)
     if fingerprint != job.plan_hash or (seen_plan and seen_plan != fingerprint):
         moved = fingerprint != job.plan_hash
         job.plan_hash, job.from_revisions = fingerprint, list(preview.plan.current)
-        add_log(session, job.id, "the plan changed (the target moved); approvals given "
-                "for the old plan no longer count", now)
+        add_log(
+            session,
+            job.id,
+            "the plan changed (the target moved); approvals given for the old plan no longer count",
+            now,
+        )
         session.commit()
         at = ", ".join(preview.plan.current) or "<base>"
-        raise TargetMoved(f"job {job.id}: the target is now at {at}"
-                          + (" (it moved since the request)" if moved else
-                             " (the plan shown to you is out of date)"))
-    mine = session.scalar(sa.select(Approval).where(Approval.job_id == job.id,
-                                                    Approval.decided_by == actor))
+        raise TargetMoved(
+            f"job {job.id}: the target is now at {at}"
+            + (
+                " (it moved since the request)"
+                if moved
+                else " (the plan shown to you is out of date)"
+            )
+        )
+    mine = session.scalar(
+        sa.select(Approval).where(Approval.job_id == job.id, Approval.decided_by == actor)
+    )
     if mine is not None and mine.plan_hash == fingerprint:
         raise Conflict(f"{actor} has already decided on job {job.id}")
     if mine is None:
-        session.add(Approval(job_id=job.id, decision="approved", decided_by=actor,
-                             decided_at=now, comment=comment, plan_hash=fingerprint))
+        session.add(
+            Approval(
+                job_id=job.id,
+                decision="approved",
+                decided_by=actor,
+                decided_at=now,
+                comment=comment,
+                plan_hash=fingerprint,
+            )
+        )
     else:  # given for a plan that no longer holds; the audit trail keeps the first one
         mine.decided_at, mine.comment, mine.plan_hash = now, comment, fingerprint
     session.flush()
     required = job.target.environment.required_approvals if job.target else 1
-    count = session.scalar(sa.select(sa.func.count()).select_from(Approval).where(
-        Approval.job_id == job.id, Approval.decision == "approved",
-        Approval.plan_hash == fingerprint)) or 0
-    add_log(session, job.id, f"approved by {actor} ({count} of {required})"
-            + (f": {comment}" if comment else ""), now)
+    count = (
+        session.scalar(
+            sa.select(sa.func.count())
+            .select_from(Approval)
+            .where(
+                Approval.job_id == job.id,
+                Approval.decision == "approved",
+                Approval.plan_hash == fingerprint,
+            )
+        )
+        or 0
+    )
+    add_log(
+        session,
+        job.id,
+        f"approved by {actor} ({count} of {required})" + (f": {comment}" if comment else ""),
+        now,
+    )
     _audit(session, job, actor, "job.approve", comment, preview, now)
     queued = False
     if count >= required:
-        queued = rows_changed(session, 
-            sa.update(Job).where(Job.id == job.id,
-                                 Job.state == JobState.AWAITING_APPROVAL.value)
-            .values(state=JobState.QUEUED.value)) == 1
+        queued = (
+            rows_changed(
+                session,
+                sa.update(Job)
+                .where(Job.id == job.id, Job.state == JobState.AWAITING_APPROVAL.value)
+                .values(state=JobState.QUEUED.value),
+            )
+            == 1
+        )
         if queued:
             add_log(session, job.id, "approved: queued", now)
     session.refresh(job)
     return Decision(job, count, required, queued)
 
 
-def reject(session: Session, job_id: int, *, actor: str, role: Role | str, comment: str,
-           now: datetime) -> Job:
+def reject(
+    session: Session, job_id: int, *, actor: str, role: Role | str, comment: str, now: datetime
+) -> Job:
     """Reject a job awaiting approval; it ends ``rejected`` and never runs."""
     require(role, Permission.APPROVE, actor=actor)
     job = _awaiting(session, job_id)
-    session.add(Approval(job_id=job.id, decision="rejected", decided_by=actor, decided_at=now,
-                         comment=comment, plan_hash=job.plan_hash))
-    changed = rows_changed(session, 
-        sa.update(Job).where(Job.id == job.id, Job.state == JobState.AWAITING_APPROVAL.value)
-        .values(state=JobState.REJECTED.value, finished_at=now))
+    session.add(
+        Approval(
+            job_id=job.id,
+            decision="rejected",
+            decided_by=actor,
+            decided_at=now,
+            comment=comment,
+            plan_hash=job.plan_hash,
+        )
+    )
+    changed = rows_changed(
+        session,
+        sa.update(Job)
+        .where(Job.id == job.id, Job.state == JobState.AWAITING_APPROVAL.value)
+        .values(state=JobState.REJECTED.value, finished_at=now),
+    )
     if changed != 1:
         raise Conflict(f"job {job.id} is no longer awaiting approval")
     add_log(session, job.id, f"rejected by {actor}" + (f": {comment}" if comment else ""), now)
-    audit.record(session, actor, "job.reject", project=job.project_name,
-                 target=job.target_name, job_id=job.id, from_revisions=job.from_revisions,
-                 to_revision=str(job.arguments.get("revision")), detail={"comment": comment},
-                 now=now)
+    audit.record(
+        session,
+        actor,
+        "job.reject",
+        project=job.project_name,
+        target=job.target_name,
+        job_id=job.id,
+        from_revisions=job.from_revisions,
+        to_revision=str(job.arguments.get("revision")),
+        detail={"comment": comment},
+        now=now,
+    )
     session.refresh(job)
     return job
 
 
 def decisions(session: Session, job_id: int) -> list[Approval]:
-    return list(session.scalars(sa.select(Approval).where(Approval.job_id == job_id)
-                                .order_by(Approval.id)))
+    return list(
+        session.scalars(sa.select(Approval).where(Approval.job_id == job_id).order_by(Approval.id))
+    )
 
 
 def awaiting(session: Session) -> list[Job]:
-    return list(session.scalars(sa.select(Job).where(
-        Job.state == JobState.AWAITING_APPROVAL.value).order_by(Job.id)))
+    return list(
+        session.scalars(
+            sa.select(Job).where(Job.state == JobState.AWAITING_APPROVAL.value).order_by(Job.id)
+        )
+    )
 
 
 def _awaiting(session: Session, job_id: int) -> Job:
@@ -163,10 +246,26 @@ def _awaiting(session: Session, job_id: int) -> Job:
     return job
 
 
-def _audit(session: Session, job: Job, actor: str, action: str, comment: str,
-           preview: SqlPreview, now: datetime) -> None:
-    audit.record(session, actor, action, project=job.project_name,
-                 environment=job.target.environment.name if job.target else None,
-                 target=job.target_name, job_id=job.id, from_revisions=preview.plan.current,
-                 to_revision=str(job.arguments.get("revision")), sql=preview.sql,
-                 detail={"comment": comment, "describe": describe(job)}, now=now)
+def _audit(
+    session: Session,
+    job: Job,
+    actor: str,
+    action: str,
+    comment: str,
+    preview: SqlPreview,
+    now: datetime,
+) -> None:
+    audit.record(
+        session,
+        actor,
+        action,
+        project=job.project_name,
+        environment=job.target.environment.name if job.target else None,
+        target=job.target_name,
+        job_id=job.id,
+        from_revisions=preview.plan.current,
+        to_revision=str(job.arguments.get("revision")),
+        sql=preview.sql,
+        detail={"comment": comment, "describe": describe(job)},
+        now=now,
+    )

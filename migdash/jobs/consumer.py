@@ -16,7 +16,10 @@ def build_worker(services: Any) -> Worker:
     """A :class:`Worker` wired to the app's metadata DB, graph cache, probes and queue."""
     settings = services.settings
     worker = Worker(
-        services.sessions, services.catalog, services.probes, services.queue,
+        services.sessions,
+        services.catalog,
+        services.probes,
+        services.queue,
         WorkerSettings(heartbeat_timeout=settings["MIGDASH_JOB_HEARTBEAT_TIMEOUT"]),
     )
     services.queue.handler = worker.execute
@@ -31,8 +34,13 @@ def run_worker(services: Any, threads: int) -> None:
     reaper = threading.Thread(target=_reap_forever, args=(worker, stop), name="reaper", daemon=True)
     reaper.start()
     consumer = queue.huey.create_consumer(
-        workers=threads, worker_type="thread", periodic=False, initial_delay=0.05,
-        backoff=1.1, max_delay=0.5, check_worker_health=True,
+        workers=threads,
+        worker_type="thread",
+        periodic=False,
+        initial_delay=0.05,
+        backoff=1.1,
+        max_delay=0.5,
+        check_worker_health=True,
     )
     log.info("worker %s consuming with %d threads", worker.name, threads)
     try:

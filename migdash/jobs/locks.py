@@ -38,8 +38,11 @@ def acquire_lease(
     compare-and-set on its heartbeat, so two workers cannot both win it.
     Commits.
     """
-    session.add(TargetLease(target_id=target_id, job_id=job_id, worker=worker,
-                            acquired_at=now, heartbeat_at=now))
+    session.add(
+        TargetLease(
+            target_id=target_id, job_id=job_id, worker=worker, acquired_at=now, heartbeat_at=now
+        )
+    )
     try:
         session.commit()
         return None
@@ -52,10 +55,11 @@ def acquire_lease(
         return None
     if lease.heartbeat_at >= now - ttl:
         return LeaseHolder(lease.job_id, lease.worker, lease.acquired_at)
-    taken = rows_changed(session, 
+    taken = rows_changed(
+        session,
         sa.update(TargetLease)
         .where(TargetLease.target_id == target_id, TargetLease.heartbeat_at == lease.heartbeat_at)
-        .values(job_id=job_id, worker=worker, acquired_at=now, heartbeat_at=now)
+        .values(job_id=job_id, worker=worker, acquired_at=now, heartbeat_at=now),
     )
     session.commit()
     if taken == 1:
@@ -74,8 +78,9 @@ def renew_lease(session: Session, target_id: int, job_id: int, now: datetime) ->
 def release_lease(session: Session, target_id: int, job_id: int) -> None:
     """Give the lease up (only if *job_id* still holds it)."""
     session.execute(
-        sa.delete(TargetLease).where(TargetLease.target_id == target_id,
-                                     TargetLease.job_id == job_id)
+        sa.delete(TargetLease).where(
+            TargetLease.target_id == target_id, TargetLease.job_id == job_id
+        )
     )
 
 

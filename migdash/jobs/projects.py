@@ -25,8 +25,9 @@ def init_project(session: Session, root: Path, name: str, template: str = "gener
     """
     name = registry.check_name("project", name)
     if template not in ALLOWED_TEMPLATES:
-        raise InvalidInput(f"unknown template {template!r}",
-                           hint=f"One of: {', '.join(ALLOWED_TEMPLATES)}")
+        raise InvalidInput(
+            f"unknown template {template!r}", hint=f"One of: {', '.join(ALLOWED_TEMPLATES)}"
+        )
     folder = (root / name).resolve()
     if root.resolve() not in folder.parents:
         raise InvalidInput("the project folder must be inside the projects root")

@@ -36,7 +36,9 @@ def check_destination(graph: RevisionGraph, kind: str, revision: str) -> str:
     """
     revision = revision.strip()
     if not revision:
-        raise InvalidInput("no destination revision given", hint="e.g. heads, +1, -1, base, or an id")
+        raise InvalidInput(
+            "no destination revision given", hint="e.g. heads, +1, -1, base, or an id"
+        )
     if kind == "upgrade" and revision == "base":
         raise InvalidInput("upgrade to base makes no sense", hint="Did you mean downgrade base?")
     if kind == "downgrade" and revision in ("heads", "head"):
@@ -67,10 +69,15 @@ def request_target_action(
     revision = check_destination(graph, kind, revision)
     snapshot = latest_snapshots(session, [target.id]).get(target.id)
     job = Job(
-        kind=kind, project_id=target.project_id, target_id=target.id,
-        project_name=target.project.name, target_name=target.name,
-        arguments={"revision": revision, "purge": purge}, requested_by=actor,
-        requested_at=now, from_revisions=list(snapshot.current) if snapshot else [],
+        kind=kind,
+        project_id=target.project_id,
+        target_id=target.id,
+        project_name=target.project.name,
+        target_name=target.name,
+        arguments={"revision": revision, "purge": purge},
+        requested_by=actor,
+        requested_at=now,
+        from_revisions=list(snapshot.current) if snapshot else [],
     )
     session.add(job)
     session.flush()
@@ -89,12 +96,14 @@ def request_environment_action(
     actor: str,
     now: datetime,
 ) -> list[Job]:
-    """"Bring every target of *project* in *environment* to *revision*": one job per target."""
+    """ "Bring every target of *project* in *environment* to *revision*": one job per target."""
     targets = find_targets(session, project=project.name, environment=environment.name)
     if not targets:
         raise NotFound(f"project {project.name} has no targets in {environment.name}")
-    return [request_target_action(session, catalog, t, kind, revision, actor=actor, now=now)
-            for t in targets]
+    return [
+        request_target_action(session, catalog, t, kind, revision, actor=actor, now=now)
+        for t in targets
+    ]
 
 
 def request_project_action(
@@ -115,8 +124,10 @@ def request_project_action(
     if kind == "merge":
         heads = list(arguments.get("heads") or graph.heads)
         if len(heads) < 2:
-            raise InvalidInput("a merge needs at least two heads",
-                               hint=f"The project's heads: {', '.join(graph.heads)}")
+            raise InvalidInput(
+                "a merge needs at least two heads",
+                hint=f"The project's heads: {', '.join(graph.heads)}",
+            )
         for head in heads:
             if head not in graph.heads:
                 raise InvalidInput(f"{head} is not a head of {project.name}")
@@ -126,9 +137,14 @@ def request_project_action(
     if arguments.get("autogenerate") and against is None:
         raise InvalidInput("autogenerate needs a target to compare against")
     job = Job(
-        kind=kind, project_id=project.id, target_id=against.id if against else None,
-        project_name=project.name, target_name=against.name if against else None,
-        arguments=arguments, requested_by=actor, requested_at=now,
+        kind=kind,
+        project_id=project.id,
+        target_id=against.id if against else None,
+        project_name=project.name,
+        target_name=against.name if against else None,
+        arguments=arguments,
+        requested_by=actor,
+        requested_at=now,
     )
     session.add(job)
     session.flush()
@@ -138,10 +154,11 @@ def request_project_action(
 
 def cancel_job(session: Session, job_id: int, *, actor: str, now: datetime) -> Job:
     """Cancel a queued job; a job that already started cannot be cancelled."""
-    cancelled = rows_changed(session, 
+    cancelled = rows_changed(
+        session,
         sa.update(Job)
         .where(Job.id == job_id, Job.state == JobState.QUEUED.value)
-        .values(state=JobState.CANCELLED.value, finished_at=now, note=None)
+        .values(state=JobState.CANCELLED.value, finished_at=now, note=None),
     )
     job = session.get(Job, job_id, populate_existing=True)
     if job is None:
@@ -183,7 +200,8 @@ def list_jobs(
 
 def job_log(session: Session, job_id: int, after: int = 0) -> Sequence[JobLogLine]:
     return session.scalars(
-        sa.select(JobLogLine).where(JobLogLine.job_id == job_id, JobLogLine.id > after)
+        sa.select(JobLogLine)
+        .where(JobLogLine.job_id == job_id, JobLogLine.id > after)
         .order_by(JobLogLine.id)
     ).all()
 
@@ -195,7 +213,8 @@ def describe(job: Job) -> str:
         extra = " --purge" if args.get("purge") else ""
         return f"{job.kind} {job.target_name} to {args.get('revision')}{extra}"
     if job.kind == "merge":
-        return f"merge {job.project_name} heads {', '.join(args.get('heads', []))}: {args.get('message')}"
+        heads = ", ".join(args.get("heads", []))
+        return f"merge {job.project_name} heads {heads}: {args.get('message')}"
     auto = f" --autogenerate against {job.target_name}" if args.get("autogenerate") else ""
     return f"revision {job.project_name} -m {args.get('message')!r}{auto}"
 
@@ -203,13 +222,24 @@ def describe(job: Job) -> str:
 def job_json(job: Job) -> dict[str, object]:
     """A job as plain data, for ``--json`` and the API (no URLs: nothing secret)."""
     return {
-        "id": job.id, "kind": job.kind, "project": job.project_name, "target": job.target_name,
-        "arguments": job.arguments, "state": job.state, "note": job.note,
-        "requested_by": job.requested_by, "requested_at": _iso(job.requested_at),
-        "started_at": _iso(job.started_at), "finished_at": _iso(job.finished_at),
-        "worker": job.worker, "from_revisions": job.from_revisions,
-        "result_revisions": job.result_revisions, "failed_step": job.failed_step,
-        "error": job.error, "output": job.output, "plan_hash": job.plan_hash,
+        "id": job.id,
+        "kind": job.kind,
+        "project": job.project_name,
+        "target": job.target_name,
+        "arguments": job.arguments,
+        "state": job.state,
+        "note": job.note,
+        "requested_by": job.requested_by,
+        "requested_at": _iso(job.requested_at),
+        "started_at": _iso(job.started_at),
+        "finished_at": _iso(job.finished_at),
+        "worker": job.worker,
+        "from_revisions": job.from_revisions,
+        "result_revisions": job.result_revisions,
+        "failed_step": job.failed_step,
+        "error": job.error,
+        "output": job.output,
+        "plan_hash": job.plan_hash,
     }
 
 

@@ -21,22 +21,41 @@ from migdash.store.models import Environment, Job, JobState, Project, Role, Targ
 
 
 def submit_target_action(
-    session: Session, catalog: GraphCatalog, probes: ProbePool, queue: JobQueue,
-    target: Target, kind: str, revision: str, *, actor: str, role: Role | str,
+    session: Session,
+    catalog: GraphCatalog,
+    probes: ProbePool,
+    queue: JobQueue,
+    target: Target,
+    kind: str,
+    revision: str,
+    *,
+    actor: str,
+    role: Role | str,
     purge: bool = False,
 ) -> Job:
     """Request *kind* of *target*; queue it now, or hold it for approval if protected."""
     require(role, Permission.REQUEST, actor=actor)
     now = utcnow()
-    job = requests.request_target_action(session, catalog, target, kind, revision, actor=actor,
-                                         now=now, purge=purge)
+    job = requests.request_target_action(
+        session, catalog, target, kind, revision, actor=actor, now=now, purge=purge
+    )
     sql = None
     if target.environment.protected:
         sql = hold_for_approval(session, catalog, probes, job, now).sql
-    audit.record(session, actor, "job.request", project=target.project.name,
-                 environment=target.environment.name, target=target.name, job_id=job.id,
-                 from_revisions=job.from_revisions, to_revision=revision, sql=sql,
-                 detail={"kind": kind, "state": job.state, "purge": purge}, now=now)
+    audit.record(
+        session,
+        actor,
+        "job.request",
+        project=target.project.name,
+        environment=target.environment.name,
+        target=target.name,
+        job_id=job.id,
+        from_revisions=job.from_revisions,
+        to_revision=revision,
+        sql=sql,
+        detail={"kind": kind, "state": job.state, "purge": purge},
+        now=now,
+    )
     session.commit()
     if job.state == JobState.QUEUED.value:
         queue.submit([job.id])
@@ -44,32 +63,61 @@ def submit_target_action(
 
 
 def submit_environment_action(
-    session: Session, catalog: GraphCatalog, probes: ProbePool, queue: JobQueue,
-    environment: Environment, project: Project, kind: str, revision: str, *, actor: str,
+    session: Session,
+    catalog: GraphCatalog,
+    probes: ProbePool,
+    queue: JobQueue,
+    environment: Environment,
+    project: Project,
+    kind: str,
+    revision: str,
+    *,
+    actor: str,
     role: Role | str,
 ) -> list[Job]:
     """One job per target of *project* in *environment* (each held if protected)."""
     require(role, Permission.REQUEST, actor=actor)
     targets = [t for t in project.targets if t.environment_id == environment.id]
     if not targets:
-        requests.request_environment_action(session, catalog, environment, project, kind,
-                                            revision, actor=actor, now=utcnow())
-    return [submit_target_action(session, catalog, probes, queue, t, kind, revision,
-                                 actor=actor, role=role) for t in targets]
+        requests.request_environment_action(
+            session, catalog, environment, project, kind, revision, actor=actor, now=utcnow()
+        )
+    return [
+        submit_target_action(
+            session, catalog, probes, queue, t, kind, revision, actor=actor, role=role
+        )
+        for t in targets
+    ]
 
 
 def submit_project_action(
-    session: Session, catalog: GraphCatalog, queue: JobQueue, project: Project, kind: str,
-    arguments: dict[str, Any], *, actor: str, role: Role | str, against: Target | None = None,
+    session: Session,
+    catalog: GraphCatalog,
+    queue: JobQueue,
+    project: Project,
+    kind: str,
+    arguments: dict[str, Any],
+    *,
+    actor: str,
+    role: Role | str,
+    against: Target | None = None,
 ) -> Job:
     """A merge or a new revision file; these write files, not databases, so no approval."""
     require(role, Permission.REQUEST, actor=actor)
     now = utcnow()
-    job = requests.request_project_action(session, catalog, project, kind, arguments,
-                                          actor=actor, now=now, against=against)
-    audit.record(session, actor, "job.request", project=project.name,
-                 target=against.name if against else None, job_id=job.id,
-                 detail={"kind": kind, "message": arguments.get("message")}, now=now)
+    job = requests.request_project_action(
+        session, catalog, project, kind, arguments, actor=actor, now=now, against=against
+    )
+    audit.record(
+        session,
+        actor,
+        "job.request",
+        project=project.name,
+        target=against.name if against else None,
+        job_id=job.id,
+        detail={"kind": kind, "message": arguments.get("message")},
+        now=now,
+    )
     session.commit()
     queue.submit([job.id])
     return job
@@ -79,7 +127,14 @@ def cancel(session: Session, job_id: int, *, actor: str, role: Role | str) -> Jo
     require(role, Permission.REQUEST, actor=actor)
     now = utcnow()
     job = requests.cancel_job(session, job_id, actor=actor, now=now)
-    audit.record(session, actor, "job.cancel", project=job.project_name, target=job.target_name,
-                 job_id=job.id, now=now)
+    audit.record(
+        session,
+        actor,
+        "job.cancel",
+        project=job.project_name,
+        target=job.target_name,
+        job_id=job.id,
+        now=now,
+    )
     session.commit()
     return job

@@ -99,13 +99,17 @@ class Worker:
                 except sa.exc.SQLAlchemyError as exc:  # the target refuses connections
                     advisory.release()
                     reason = str(getattr(exc, "orig", None) or exc).strip()
-                    self._fail_unreachable(session, job, target.id,
-                                           scrub_text(reason, url_secrets(target.url)))
+                    self._fail_unreachable(
+                        session, job, target.id, scrub_text(reason, url_secrets(target.url))
+                    )
                     return
                 if not locked:
                     release_lease(session, target.id, job.id)
-                    self._wait(session, job, "waiting for lock: another session holds the "
-                               "database's advisory lock")
+                    self._wait(
+                        session,
+                        job,
+                        "waiting for lock: another session holds the database's advisory lock",
+                    )
                     return
             if not self._claim(session, job):
                 if target is not None:
@@ -132,35 +136,72 @@ class Worker:
         Left queued it would be retried forever, holding the target's lease.
         """
         now = utcnow()
-        failed = rows_changed(session, sa.update(Job).where(
-            Job.id == job.id, Job.state == JobState.QUEUED.value).values(
-            state=JobState.FAILED.value, started_at=now, finished_at=now, worker=self.name,
-            note=None, error=f"the target cannot be reached, so nothing was run: {reason}"))
+        failed = rows_changed(
+            session,
+            sa.update(Job)
+            .where(Job.id == job.id, Job.state == JobState.QUEUED.value)
+            .values(
+                state=JobState.FAILED.value,
+                started_at=now,
+                finished_at=now,
+                worker=self.name,
+                note=None,
+                error=f"the target cannot be reached, so nothing was run: {reason}",
+            ),
+        )
         release_lease(session, target_id, job.id)
         if failed:
-            add_log(session, job.id, f"{describe(job)} failed: the target cannot be reached; "
-                    "nothing was run", now)
-            audit.record(session, self.name, "job.end", project=job.project_name,
-                         target=job.target_name, job_id=job.id,
-                         from_revisions=job.from_revisions, to_revision=None,
-                         detail={"kind": job.kind, "state": JobState.FAILED.value,
-                                 "failed_step": None}, now=now)
+            add_log(
+                session,
+                job.id,
+                f"{describe(job)} failed: the target cannot be reached; nothing was run",
+                now,
+            )
+            audit.record(
+                session,
+                self.name,
+                "job.end",
+                project=job.project_name,
+                target=job.target_name,
+                job_id=job.id,
+                from_revisions=job.from_revisions,
+                to_revision=None,
+                detail={"kind": job.kind, "state": JobState.FAILED.value, "failed_step": None},
+                now=now,
+            )
         session.commit()
 
     def _claim(self, session: Session, job: Job) -> bool:
         now = utcnow()
-        claimed = rows_changed(session, 
+        claimed = rows_changed(
+            session,
             sa.update(Job)
             .where(Job.id == job.id, Job.state == JobState.QUEUED.value)
-            .values(state=JobState.RUNNING.value, started_at=now, heartbeat_at=now,
-                    worker=self.name, note=None)
+            .values(
+                state=JobState.RUNNING.value,
+                started_at=now,
+                heartbeat_at=now,
+                worker=self.name,
+                note=None,
+            ),
         )
         if claimed == 1:
             waited = (now - job.requested_at).total_seconds()
-            add_log(session, job.id, f"started on {self.name} after {waited:.1f} s in the queue", now)
-            audit.record(session, self.name, "job.start", project=job.project_name,
-                         target=job.target_name, job_id=job.id, from_revisions=job.from_revisions,
-                         to_revision=_destination(job), detail={"kind": job.kind}, now=now)
+            add_log(
+                session, job.id, f"started on {self.name} after {waited:.1f} s in the queue", now
+            )
+            audit.record(
+                session,
+                self.name,
+                "job.start",
+                project=job.project_name,
+                target=job.target_name,
+                job_id=job.id,
+                from_revisions=job.from_revisions,
+                to_revision=_destination(job),
+                detail={"kind": job.kind},
+                now=now,
+            )
         session.commit()
         return claimed == 1
 
@@ -179,17 +220,26 @@ class Worker:
         lock = threading.Lock()
         clock = StepClock(lambda text: _append(lines, lock, scrub_text(text, secrets)))
         stop = threading.Event()
-        beat = threading.Thread(target=self._heartbeat, args=(job_id, target_id, stop, lines, lock),
-                                name=f"heartbeat-{job_id}", daemon=True)
+        beat = threading.Thread(
+            target=self._heartbeat,
+            args=(job_id, target_id, stop, lines, lock),
+            name=f"heartbeat-{job_id}",
+            daemon=True,
+        )
         with tempfile.TemporaryDirectory(prefix="migdash-job-") as scratch:
             result_file = Path(scratch) / "result.json"
             with subprocess.Popen(  # noqa: S603 - our own module, fixed argv
                 [sys.executable, "-m", "migdash.jobs.runner", str(result_file), str(os.getpid())],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                text=True, cwd=_working_directory(spec), bufsize=1,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                cwd=_working_directory(spec),
+                bufsize=1,
             ) as process:  # closes the pipes: a long-lived worker must not leak a fd per job
                 beat.start()
-                assert process.stdin is not None and process.stdout is not None
+                assert process.stdin is not None
+                assert process.stdout is not None
                 process.stdin.write(json.dumps(spec.to_json()))
                 process.stdin.close()
                 for raw in process.stdout:
@@ -200,15 +250,24 @@ class Worker:
             if result_file.exists():
                 result = ActionResult.from_json(json.loads(result_file.read_text()))
             else:
-                result = ActionResult(ok=False, error=f"the action process exited with code "
-                                      f"{returncode} before reporting a result")
+                result = ActionResult(
+                    ok=False,
+                    error=f"the action process exited with code "
+                    f"{returncode} before reporting a result",
+                )
             if result.ok:
                 clock.finish()  # on failure clock.current stays: it is the step that failed
         self._flush(job_id, lines, lock)
         return result, clock
 
-    def _heartbeat(self, job_id: int, target_id: int | None, stop: threading.Event,
-                   lines: list[tuple[float, str]], lock: threading.Lock) -> None:
+    def _heartbeat(
+        self,
+        job_id: int,
+        target_id: int | None,
+        stop: threading.Event,
+        lines: list[tuple[float, str]],
+        lock: threading.Lock,
+    ) -> None:
         interval = max(0.2, min(1.0, self.settings.heartbeat_timeout / 3))
         last_beat = 0.0
         while not stop.wait(0.25):
@@ -230,37 +289,54 @@ class Worker:
                 session.add_all(JobLogLine(job_id=job_id, line=text) for _, text in batch)
                 session.commit()
 
-    def _finish(self, job_id: int, target_id: int | None, result: ActionResult,
-                clock: StepClock) -> None:
+    def _finish(
+        self, job_id: int, target_id: int | None, result: ActionResult, clock: StepClock
+    ) -> None:
         now = utcnow()
         with self.sessions() as session:
             job = session.get(Job, job_id)
             assert job is not None
             current: list[str] | None = None
             if target_id is not None and job.target is not None:
-                (report,) = refresh_status(session, self.catalog, self.probes, [job.target])
-                current = list(report.status.current)
+                current = reprobe(session, self.catalog, self.probes, job.target)
             state = JobState.SUCCEEDED if result.ok else JobState.FAILED
             failed_step = None if result.ok else (clock.current or result.failed_step)
             error = None
             if not result.ok:
                 error = "\n\n".join(filter(None, [result.error, result.traceback]))
-            output = {"steps": [{"step": s.step, "seconds": s.seconds} for s in clock.steps],
-                      "new_file": result.new_file, "operations": result.operations}
-            finished = rows_changed(session, 
-                sa.update(Job).where(Job.id == job_id, Job.state == JobState.RUNNING.value)
-                .values(state=state.value, finished_at=now, result_revisions=current,
-                        failed_step=failed_step, error=error, output=output)
+            output = {
+                "steps": [{"step": s.step, "seconds": s.seconds} for s in clock.steps],
+                "new_file": result.new_file,
+                "operations": result.operations,
+            }
+            finished = rows_changed(
+                session,
+                sa.update(Job)
+                .where(Job.id == job_id, Job.state == JobState.RUNNING.value)
+                .values(
+                    state=state.value,
+                    finished_at=now,
+                    result_revisions=current,
+                    failed_step=failed_step,
+                    error=error,
+                    output=output,
+                ),
             )
             took = (now - job.started_at).total_seconds() if job.started_at else 0.0
             at = f"; target now at {', '.join(current) or '<base>'}" if current is not None else ""
             if finished:
-                audit.record(session, self.name, "job.end", project=job.project_name,
-                             target=job.target_name, job_id=job_id,
-                             from_revisions=job.from_revisions,
-                             to_revision=",".join(current) if current is not None else None,
-                             detail={"kind": job.kind, "state": state.value,
-                                     "failed_step": failed_step}, now=now)
+                audit.record(
+                    session,
+                    self.name,
+                    "job.end",
+                    project=job.project_name,
+                    target=job.target_name,
+                    job_id=job_id,
+                    from_revisions=job.from_revisions,
+                    to_revision=",".join(current) if current is not None else None,
+                    detail={"kind": job.kind, "state": state.value, "failed_step": failed_step},
+                    now=now,
+                )
                 where = f" at step {failed_step}" if failed_step else ""
                 verdict = "succeeded" if result.ok else f"failed{where}"
                 add_log(session, job_id, f"{describe(job)} {verdict} in {took:.1f} s{at}", now)
@@ -275,8 +351,11 @@ class Worker:
         """Submit again queued jobs that have waited longer than ``requeue_after``."""
         cutoff = utcnow() - timedelta(seconds=self.settings.requeue_after)
         with self.sessions() as session:
-            ids = session.scalars(sa.select(Job.id).where(
-                Job.state == JobState.QUEUED.value, Job.requested_at < cutoff)).all()
+            ids = session.scalars(
+                sa.select(Job.id).where(
+                    Job.state == JobState.QUEUED.value, Job.requested_at < cutoff
+                )
+            ).all()
         self.queue.submit(ids)
         return len(ids)
 
@@ -286,35 +365,69 @@ def reap_interrupted(
 ) -> list[int]:
     """Running jobs with no heartbeat for *ttl* become ``interrupted``; never re-run."""
     now = utcnow()
-    stale = session.scalars(sa.select(Job).where(
-        Job.state == JobState.RUNNING.value, Job.heartbeat_at < now - ttl)).all()
+    stale = session.scalars(
+        sa.select(Job).where(Job.state == JobState.RUNNING.value, Job.heartbeat_at < now - ttl)
+    ).all()
     reaped = []
     for job in stale:
-        changed = rows_changed(session, 
-            sa.update(Job).where(Job.id == job.id, Job.state == JobState.RUNNING.value,
-                                 Job.heartbeat_at == job.heartbeat_at)
-            .values(state=JobState.INTERRUPTED.value, finished_at=now,
-                    error=f"worker {job.worker} stopped sending heartbeats after "
-                          f"{job.heartbeat_at:%H:%M:%S} UTC; the job was not re-run")
+        changed = rows_changed(
+            session,
+            sa.update(Job)
+            .where(
+                Job.id == job.id,
+                Job.state == JobState.RUNNING.value,
+                Job.heartbeat_at == job.heartbeat_at,
+            )
+            .values(
+                state=JobState.INTERRUPTED.value,
+                finished_at=now,
+                error=f"worker {job.worker} stopped sending heartbeats after "
+                f"{job.heartbeat_at:%H:%M:%S} UTC; the job was not re-run",
+            ),
         )
         if not changed:
             continue
         session.execute(sa.delete(TargetLease).where(TargetLease.job_id == job.id))
         current = None
         if job.target is not None:
-            (report,) = refresh_status(session, catalog, probes, [job.target])
-            current = list(report.status.current)
+            current = reprobe(session, catalog, probes, job.target)
             job.result_revisions = current
-        audit.record(session, "reaper", "job.interrupted", project=job.project_name,
-                     target=job.target_name, job_id=job.id, from_revisions=job.from_revisions,
-                     to_revision=",".join(current) if current is not None else None,
-                     detail={"worker": job.worker}, now=now)
-        add_log(session, job.id, f"interrupted: worker {job.worker} stopped responding; the "
-                f"lock was released and the job will not run again; target now at "
-                f"{', '.join(current or []) or '<base>'}", now)
+        audit.record(
+            session,
+            "reaper",
+            "job.interrupted",
+            project=job.project_name,
+            target=job.target_name,
+            job_id=job.id,
+            from_revisions=job.from_revisions,
+            to_revision=",".join(current) if current is not None else None,
+            detail={"worker": job.worker},
+            now=now,
+        )
+        add_log(
+            session,
+            job.id,
+            f"interrupted: worker {job.worker} stopped responding; the "
+            f"lock was released and the job will not run again; target now at "
+            f"{', '.join(current or []) or '<base>'}",
+            now,
+        )
         reaped.append(job.id)
     session.commit()
     return reaped
+
+
+def reprobe(
+    session: Session, catalog: GraphCatalog, probes: ProbePool, target: Target
+) -> list[str] | None:
+    """The target's revisions after a job, or None when it cannot be read right now.
+
+    None is honest where an empty list would claim the database sits at base.
+    """
+    (report,) = refresh_status(session, catalog, probes, [target])
+    if report.status.state.value == "unreachable":
+        return None
+    return list(report.status.current)
 
 
 def build_spec(job: Job) -> ActionSpec:
@@ -346,8 +459,10 @@ def _destination(job: Job) -> str | None:
 
 
 def _holder_note(holder: LeaseHolder) -> str:
-    return (f"waiting for lock held by job {holder.job_id} on {holder.worker} since "
-            f"{holder.acquired_at:%H:%M:%S} UTC")
+    return (
+        f"waiting for lock held by job {holder.job_id} on {holder.worker} since "
+        f"{holder.acquired_at:%H:%M:%S} UTC"
+    )
 
 
 def _append(lines: list[tuple[float, str]], lock: threading.Lock, text: str) -> None:

@@ -21,8 +21,21 @@ from sqlalchemy.orm import Session
 from migdash.errors import MigdashError
 from migdash.store.models import AuditEvent, utcnow
 
-EXPORT_FIELDS = ("id", "at", "actor", "action", "project", "environment", "target", "job_id",
-                 "from_revisions", "to_revision", "sql_hash", "detail", "ip")
+EXPORT_FIELDS = (
+    "id",
+    "at",
+    "actor",
+    "action",
+    "project",
+    "environment",
+    "target",
+    "job_id",
+    "from_revisions",
+    "to_revision",
+    "sql_hash",
+    "detail",
+    "ip",
+)
 
 
 class AuditImmutable(MigdashError):
@@ -47,11 +60,18 @@ def record(
 ) -> AuditEvent:
     """Append one event (flushed with the caller's transaction)."""
     event = AuditEvent(
-        at=now or utcnow(), actor=actor, action=action, project=project,
-        environment=environment, target=target, job_id=job_id,
+        at=now or utcnow(),
+        actor=actor,
+        action=action,
+        project=project,
+        environment=environment,
+        target=target,
+        job_id=job_id,
         from_revisions=list(from_revisions) if from_revisions is not None else None,
-        to_revision=to_revision, sql_hash=sql_hash(sql) if sql else None,
-        detail=detail or {}, ip=ip,
+        to_revision=to_revision,
+        sql_hash=sql_hash(sql) if sql else None,
+        detail=detail or {},
+        ip=ip,
     )
     session.add(event)
     return event
@@ -87,10 +107,18 @@ def find_events(
 
 def event_json(event: AuditEvent) -> dict[str, Any]:
     return {
-        "id": event.id, "at": event.at.isoformat() + "Z", "actor": event.actor,
-        "action": event.action, "project": event.project, "environment": event.environment,
-        "target": event.target, "job_id": event.job_id, "from_revisions": event.from_revisions,
-        "to_revision": event.to_revision, "sql_hash": event.sql_hash, "detail": event.detail,
+        "id": event.id,
+        "at": event.at.isoformat() + "Z",
+        "actor": event.actor,
+        "action": event.action,
+        "project": event.project,
+        "environment": event.environment,
+        "target": event.target,
+        "job_id": event.job_id,
+        "from_revisions": event.from_revisions,
+        "to_revision": event.to_revision,
+        "sql_hash": event.sql_hash,
+        "detail": event.detail,
         "ip": event.ip,
     }
 
@@ -119,4 +147,3 @@ def forbid_changes(session: Session, _context: Any, _instances: Any) -> None:
     for obj in list(session.dirty) + list(session.deleted):
         if isinstance(obj, AuditEvent):
             raise AuditImmutable("audit events are append-only; nothing may change or delete one")
-

@@ -25,8 +25,11 @@ class UrlCipher:
 
     def __init__(self, keys: list[str]) -> None:
         if not keys:
-            raise ConfigError("no encryption key", hint="Set MIGDASH_ENCRYPTION_KEY or run "
-                              "`migdash db upgrade`, which creates instance/encryption.key.")
+            raise ConfigError(
+                "no encryption key",
+                hint="Set MIGDASH_ENCRYPTION_KEY or run "
+                "`migdash db upgrade`, which creates instance/encryption.key.",
+            )
         self._plain: dict[str, str] = {}
         """Decrypted URLs by token: probing a thousand targets decrypts each once."""
         try:

@@ -71,7 +71,9 @@ class Project(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     targets: Mapped[list[Target]] = relationship(
-        back_populates="project", order_by="Target.name", cascade="all, delete-orphan",
+        back_populates="project",
+        order_by="Target.name",
+        cascade="all, delete-orphan",
         passive_deletes=True,
     )
 
@@ -197,7 +199,10 @@ class Job(Base):
             name="started",
         ),
         sa.Index(
-            "uq_job_one_pending_approval", "target_id", "kind", unique=True,
+            "uq_job_one_pending_approval",
+            "target_id",
+            "kind",
+            unique=True,
             sqlite_where=sa.text("state = 'awaiting_approval'"),
             postgresql_where=sa.text("state = 'awaiting_approval'"),
         ),
@@ -207,9 +212,7 @@ class Job(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[str] = mapped_column(sa.String(20))
-    project_id: Mapped[int | None] = mapped_column(
-        sa.ForeignKey("project.id", ondelete="SET NULL")
-    )
+    project_id: Mapped[int | None] = mapped_column(sa.ForeignKey("project.id", ondelete="SET NULL"))
     target_id: Mapped[int | None] = mapped_column(sa.ForeignKey("target.id", ondelete="SET NULL"))
     project_name: Mapped[str] = mapped_column(sa.String(100))
     """Copied at request time so history survives the project's removal."""

@@ -15,7 +15,9 @@ def all_projects(session: Session) -> Sequence[Project]:
 
 
 def all_environments(session: Session) -> Sequence[Environment]:
-    return session.scalars(sa.select(Environment).order_by(Environment.position, Environment.id)).all()
+    return session.scalars(
+        sa.select(Environment).order_by(Environment.position, Environment.id)
+    ).all()
 
 
 def find_targets(

@@ -73,6 +73,12 @@ def check_url_mode(mode: str, env_var: str | None) -> tuple[str, str | None]:
     return mode, env_var if mode == "env" else None
 
 
+def _ensure_unique(session: Session, model: Any, name: str, what: str) -> None:
+    """Names are unique per kind; say which one clashes rather than fail on the constraint."""
+    if session.scalar(sa.select(model.id).where(model.name == name)) is not None:
+        raise Conflict(f"{what} named {name!r} already exists")
+
+
 def get_project(session: Session, name: str) -> Project:
     project = session.scalar(sa.select(Project).where(Project.name == name))
     if project is None:
@@ -109,8 +115,7 @@ def add_project(
     """Register an existing Alembic project by the path of its script directory."""
     name = check_name("project", name)
     url_mode, url_env_var = check_url_mode(url_mode, url_env_var)
-    if session.scalar(sa.select(Project.id).where(Project.name == name)) is not None:
-        raise Conflict(f"a project named {name!r} already exists")
+    _ensure_unique(session, Project, name, "a project")
     if not script_location.strip():
         raise InvalidInput("the script location is empty", hint="Give the folder holding env.py.")
     project = Project(
@@ -124,19 +129,24 @@ def add_project(
     )
     session.add(project)
     session.flush()
-    audit.record(session, actor, "registry.project.add", project=name,
-                 detail={"script_location": project.script_location})
+    audit.record(
+        session,
+        actor,
+        "registry.project.add",
+        project=name,
+        detail={"script_location": project.script_location},
+    )
     return project
 
 
-def edit_project(session: Session, project: Project, *, actor: str = "system",
-                 **changes: Any) -> Project:
+def edit_project(
+    session: Session, project: Project, *, actor: str = "system", **changes: Any
+) -> Project:
     """Change a project's fields; a rename is checked like a new name."""
     before = project.name
     if "name" in changes and changes["name"] != project.name:
         name = check_name("project", changes["name"])
-        if session.scalar(sa.select(Project.id).where(Project.name == name)) is not None:
-            raise Conflict(f"a project named {name!r} already exists")
+        _ensure_unique(session, Project, name, "a project")
         project.name = name
     for field in ("script_location", "version_table", "track"):
         if changes.get(field):
@@ -145,50 +155,71 @@ def edit_project(session: Session, project: Project, *, actor: str = "system",
         project.version_table_schema = (changes["version_table_schema"] or "").strip() or None
     if changes.get("url_mode"):
         project.url_mode, project.url_env_var = check_url_mode(
-            changes["url_mode"], changes.get("url_env_var", project.url_env_var))
+            changes["url_mode"], changes.get("url_env_var", project.url_env_var)
+        )
     session.flush()
-    audit.record(session, actor, "registry.project.edit", project=before,
-                 detail={k: str(v) for k, v in changes.items() if v is not None})
+    audit.record(
+        session,
+        actor,
+        "registry.project.edit",
+        project=before,
+        detail={k: str(v) for k, v in changes.items() if v is not None},
+    )
     return project
 
 
 def remove_project(session: Session, project: Project, *, actor: str = "system") -> None:
     """Unregister a project and its targets (files on disk are left alone)."""
-    audit.record(session, actor, "registry.project.remove", project=project.name,
-                 detail={"targets": [t.name for t in project.targets]})
+    audit.record(
+        session,
+        actor,
+        "registry.project.remove",
+        project=project.name,
+        detail={"targets": [t.name for t in project.targets]},
+    )
     session.delete(project)
     session.flush()
 
 
 def add_environment(
-    session: Session, name: str, *, protected: bool = False, position: int | None = None,
-    required_approvals: int = 1, actor: str = "system",
+    session: Session,
+    name: str,
+    *,
+    protected: bool = False,
+    position: int | None = None,
+    required_approvals: int = 1,
+    actor: str = "system",
 ) -> Environment:
     """Create an environment; without *position* it goes after the existing ones."""
     name = check_name("environment", name)
-    if session.scalar(sa.select(Environment.id).where(Environment.name == name)) is not None:
-        raise Conflict(f"an environment named {name!r} already exists")
+    _ensure_unique(session, Environment, name, "an environment")
     if position is None:
         last = session.scalar(sa.select(sa.func.max(Environment.position)))
         position = 0 if last is None else last + 1
     if required_approvals < 1:
         raise InvalidInput("an environment needs at least one approval when protected")
-    environment = Environment(name=name, protected=protected, position=position,
-                              required_approvals=required_approvals)
+    environment = Environment(
+        name=name, protected=protected, position=position, required_approvals=required_approvals
+    )
     session.add(environment)
     session.flush()
-    audit.record(session, actor, "registry.environment.add", environment=name,
-                 detail={"protected": protected, "required_approvals": required_approvals})
+    audit.record(
+        session,
+        actor,
+        "registry.environment.add",
+        environment=name,
+        detail={"protected": protected, "required_approvals": required_approvals},
+    )
     return environment
 
 
-def edit_environment(session: Session, environment: Environment, *, actor: str = "system",
-                     **changes: Any) -> Environment:
+def edit_environment(
+    session: Session, environment: Environment, *, actor: str = "system", **changes: Any
+) -> Environment:
     before = environment.name
     if "name" in changes and changes["name"] != environment.name:
         name = check_name("environment", changes["name"])
-        if session.scalar(sa.select(Environment.id).where(Environment.name == name)) is not None:
-            raise Conflict(f"an environment named {name!r} already exists")
+        _ensure_unique(session, Environment, name, "an environment")
         environment.name = name
     if "protected" in changes:
         environment.protected = bool(changes["protected"])
@@ -199,13 +230,19 @@ def edit_environment(session: Session, environment: Environment, *, actor: str =
             raise InvalidInput("an environment needs at least one approval when protected")
         environment.required_approvals = int(changes["required_approvals"])
     session.flush()
-    audit.record(session, actor, "registry.environment.edit", environment=before,
-                 detail={k: str(v) for k, v in changes.items() if v is not None})
+    audit.record(
+        session,
+        actor,
+        "registry.environment.edit",
+        environment=before,
+        detail={k: str(v) for k, v in changes.items() if v is not None},
+    )
     return environment
 
 
-def remove_environment(session: Session, environment: Environment, *,
-                       actor: str = "system") -> None:
+def remove_environment(
+    session: Session, environment: Environment, *, actor: str = "system"
+) -> None:
     """Delete an empty environment; one that still holds targets is refused."""
     if environment.targets:
         raise Conflict(
@@ -231,8 +268,7 @@ def add_target(
 ) -> Target:
     """Register a database; a missing environment is created at the end of the order."""
     name = check_name("target", name)
-    if session.scalar(sa.select(Target.id).where(Target.name == name)) is not None:
-        raise Conflict(f"a target named {name!r} already exists")
+    _ensure_unique(session, Target, name, "a target")
     owner = get_project(session, project)
     clean_url, clean_tags = check_url(url), check_tags(tags)
     try:
@@ -250,13 +286,21 @@ def add_target(
     session.add(target)
     target.set_url(session, clean_url)
     session.flush()
-    audit.record(session, actor, "registry.target.add", project=owner.name,
-                 environment=env.name, target=name, detail={"url": mask_url(url)})
+    audit.record(
+        session,
+        actor,
+        "registry.target.add",
+        project=owner.name,
+        environment=env.name,
+        target=name,
+        detail={"url": mask_url(url)},
+    )
     return target
 
 
-def edit_target(session: Session, target: Target, *, actor: str = "system",
-                **changes: Any) -> Target:
+def edit_target(
+    session: Session, target: Target, *, actor: str = "system", **changes: Any
+) -> Target:
     """Change a target; an empty URL keeps the stored one (so secrets need not be re-shown).
 
     A new URL is taken whole, password included: a URL is never edited in
@@ -265,8 +309,7 @@ def edit_target(session: Session, target: Target, *, actor: str = "system",
     before = target.name
     if "name" in changes and changes["name"] != target.name:
         name = check_name("target", changes["name"])
-        if session.scalar(sa.select(Target.id).where(Target.name == name)) is not None:
-            raise Conflict(f"a target named {name!r} already exists")
+        _ensure_unique(session, Target, name, "a target")
         target.name = name
     if changes.get("url"):
         target.set_url(session, check_url(changes["url"]))
@@ -283,13 +326,26 @@ def edit_target(session: Session, target: Target, *, actor: str = "system",
     detail = {k: str(v) for k, v in changes.items() if v is not None and k != "url"}
     if changes.get("url"):
         detail["url"] = mask_url(changes["url"])
-    audit.record(session, actor, "registry.target.edit", project=target.project.name,
-                 environment=target.environment.name, target=before, detail=detail)
+    audit.record(
+        session,
+        actor,
+        "registry.target.edit",
+        project=target.project.name,
+        environment=target.environment.name,
+        target=before,
+        detail=detail,
+    )
     return target
 
 
 def remove_target(session: Session, target: Target, *, actor: str = "system") -> None:
-    audit.record(session, actor, "registry.target.remove", project=target.project.name,
-                 environment=target.environment.name, target=target.name)
+    audit.record(
+        session,
+        actor,
+        "registry.target.remove",
+        project=target.project.name,
+        environment=target.environment.name,
+        target=target.name,
+    )
     session.delete(target)
     session.flush()

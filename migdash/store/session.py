@@ -67,8 +67,9 @@ def migrations_config(
     return config
 
 
-def upgrade_schema(db_engine: sa.Engine, revision: str = "head",
-                   cipher: UrlCipher | None = None) -> None:
+def upgrade_schema(
+    db_engine: sa.Engine, revision: str = "head", cipher: UrlCipher | None = None
+) -> None:
     """Bring the metadata DB's schema to *revision* (``migdash db upgrade``).
 
     The cipher is needed by the migration that encrypts stored target URLs.
@@ -86,7 +87,5 @@ def schema_is_current(db_engine: sa.Engine) -> bool:
 
     script = ScriptDirectory.from_config(migrations_config())
     with db_engine.connect() as connection:
-        context = MigrationContext.configure(
-            connection, opts={"version_table": "migdash_version"}
-        )
+        context = MigrationContext.configure(connection, opts={"version_table": "migdash_version"})
         return set(context.get_current_heads()) == set(script.get_heads())

@@ -26,8 +26,13 @@ def create_token(session: Session, user: User, name: str, now: datetime) -> tupl
     """A new token for *user*; the plaintext is returned here and never stored."""
     name = check_name("token", name)
     plaintext = PREFIX + secrets.token_urlsafe(32)
-    token = ApiToken(user_id=user.id, name=name, token_hash=hash_token(plaintext),
-                     prefix=plaintext[:12], created_at=now)
+    token = ApiToken(
+        user_id=user.id,
+        name=name,
+        token_hash=hash_token(plaintext),
+        prefix=plaintext[:12],
+        created_at=now,
+    )
     session.add(token)
     session.flush()
     return plaintext, token

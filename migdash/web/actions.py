@@ -41,8 +41,15 @@ def plan_target(name: str) -> str:
     graph = services.catalog.graph(target.project.script_location)
     job_requests.check_destination(graph, kind, revision)
     preview = preview_sql(session, services.catalog, services.probes, target, kind, revision)
-    return render_template("actions/plan.html", target=target, kind=kind, revision=revision,
-                           purge=purge, preview=preview, graph=graph)
+    return render_template(
+        "actions/plan.html",
+        target=target,
+        kind=kind,
+        revision=revision,
+        purge=purge,
+        preview=preview,
+        graph=graph,
+    )
 
 
 @bp.get("/targets/<name>/plan.sql")
@@ -67,33 +74,59 @@ def request_target(name: str) -> Response:
     session, services = db(), services_of()
     target = registry.get_target(session, name)
     kind, revision, purge = _action_args()
-    job = submit_target_action(session, services.catalog, services.probes, services.queue, target,
-                               kind, revision, actor=current_user.username,
-                               role=current_user.role, purge=purge)
+    job = submit_target_action(
+        session,
+        services.catalog,
+        services.probes,
+        services.queue,
+        target,
+        kind,
+        revision,
+        actor=current_user.username,
+        role=current_user.role,
+        purge=purge,
+    )
     return redirect(url_for("jobs.detail", job_id=job.id))
 
 
 @bp.route("/environment", methods=["GET", "POST"])
 @requires(Permission.REQUEST)
 def environment() -> str | Response:
-    """"Bring every target of a project in an environment to a revision": one job each."""
+    """ "Bring every target of a project in an environment to a revision": one job each."""
     session, services = db(), services_of()
     env = registry.get_environment(session, request.values.get("environment", ""))
     project = registry.get_project(session, request.values.get("project", ""))
     kind, revision, _ = _action_args()
     if request.method == "POST":
-        submit_environment_action(session, services.catalog, services.probes, services.queue,
-                                  env, project, kind, revision, actor=current_user.username,
-                                  role=current_user.role)
+        submit_environment_action(
+            session,
+            services.catalog,
+            services.probes,
+            services.queue,
+            env,
+            project,
+            kind,
+            revision,
+            actor=current_user.username,
+            role=current_user.role,
+        )
         return redirect(url_for("jobs.index", project=project.name))
     graph, problem = project_graph(services.catalog, project)
     if graph is not None:
         job_requests.check_destination(graph, kind, revision)
-    reports = cached_status(session, find_targets(session, project=project.name,
-                                                  environment=env.name))
-    return render_template("actions/environment.html", environment=env, project=project,
-                           kind=kind, revision=revision, reports=reports, graph=graph,
-                           problem=problem)
+    reports = cached_status(
+        session, find_targets(session, project=project.name, environment=env.name)
+    )
+    return render_template(
+        "actions/environment.html",
+        environment=env,
+        project=project,
+        kind=kind,
+        revision=revision,
+        reports=reports,
+        graph=graph,
+        problem=problem,
+    )
 
 
 @bp.post("/projects/<name>/merge")
@@ -102,9 +135,15 @@ def merge(name: str) -> Response:
     session, services = db(), services_of()
     project = registry.get_project(session, name)
     job = submit_project_action(
-        session, services.catalog, services.queue, project, "merge",
+        session,
+        services.catalog,
+        services.queue,
+        project,
+        "merge",
         {"message": request.form.get("message", ""), "heads": request.form.getlist("heads")},
-        actor=current_user.username, role=current_user.role)
+        actor=current_user.username,
+        role=current_user.role,
+    )
     return redirect(url_for("jobs.detail", job_id=job.id))
 
 
@@ -127,9 +166,22 @@ def revision(name: str) -> str | Response:
         from migdash.jobs.autogenerate import preview_autogenerate
 
         result = preview_autogenerate(project, against, arguments)
-        return render_template("actions/autogenerate.html", project=project, against=against,
-                               arguments=arguments, result=result)
-    job = submit_project_action(session, services.catalog, services.queue, project, "revision",
-                                arguments, actor=current_user.username, role=current_user.role,
-                                against=against)
+        return render_template(
+            "actions/autogenerate.html",
+            project=project,
+            against=against,
+            arguments=arguments,
+            result=result,
+        )
+    job = submit_project_action(
+        session,
+        services.catalog,
+        services.queue,
+        project,
+        "revision",
+        arguments,
+        actor=current_user.username,
+        role=current_user.role,
+        against=against,
+    )
     return redirect(url_for("jobs.detail", job_id=job.id))

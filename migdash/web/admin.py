@@ -23,8 +23,11 @@ bp = Blueprint("admin", __name__, url_prefix="/admin")
 def index() -> str:
     session = db()
     return render_template(
-        "admin/index.html", projects=all_projects(session), environments=all_environments(session),
-        targets=find_targets(session), delete_form=DeleteForm(),
+        "admin/index.html",
+        projects=all_projects(session),
+        environments=all_environments(session),
+        targets=find_targets(session),
+        delete_form=DeleteForm(),
     )
 
 
@@ -38,8 +41,13 @@ def project_form(name: str | None = None) -> str | Response:
     if form.validate_on_submit():
         fields = {k: v for k, v in form.data.items() if k != "csrf_token"}
         if project is None:
-            registry.add_project(session, fields.pop("name"), fields.pop("script_location"),
-                                 actor=current_user.username, **fields)
+            registry.add_project(
+                session,
+                fields.pop("name"),
+                fields.pop("script_location"),
+                actor=current_user.username,
+                **fields,
+            )
         else:
             services_of().catalog.forget(project.script_location)
             registry.edit_project(session, project, actor=current_user.username, **fields)
@@ -58,15 +66,24 @@ def environment_form(name: str | None = None) -> str | Response:
     form = EnvironmentForm(obj=environment)
     if form.validate_on_submit():
         if environment is None:
-            registry.add_environment(session, form.name.data or "", protected=form.protected.data,
-                                     position=form.position.data,
-                                     required_approvals=form.required_approvals.data or 1,
-                                     actor=current_user.username)
+            registry.add_environment(
+                session,
+                form.name.data or "",
+                protected=form.protected.data,
+                position=form.position.data,
+                required_approvals=form.required_approvals.data or 1,
+                actor=current_user.username,
+            )
         else:
-            registry.edit_environment(session, environment, name=form.name.data,
-                                      protected=form.protected.data, position=form.position.data,
-                                      required_approvals=form.required_approvals.data,
-                                      actor=current_user.username)
+            registry.edit_environment(
+                session,
+                environment,
+                name=form.name.data,
+                protected=form.protected.data,
+                position=form.position.data,
+                required_approvals=form.required_approvals.data,
+                actor=current_user.username,
+            )
         session.commit()
         flash(f"Environment {form.name.data} saved.")
         return redirect(url_for("admin.index"))
@@ -91,19 +108,35 @@ def target_form(name: str | None = None) -> str | Response:
         form.version_table_schema.data = target.version_table_schema
     if form.validate_on_submit():
         tags = (form.tags.data or "").split(",")
-        extra = {"version_table": form.version_table.data,
-                 "version_table_schema": form.version_table_schema.data}
+        extra = {
+            "version_table": form.version_table.data,
+            "version_table_schema": form.version_table_schema.data,
+        }
         if target is None:
             if not form.url.data:
                 raise InvalidInput("a new target needs a database URL")
-            registry.add_target(session, form.name.data or "", project=form.project.data or "",
-                                environment=form.environment.data or "", url=form.url.data,
-                                tags=tags, actor=current_user.username, **extra)
+            registry.add_target(
+                session,
+                form.name.data or "",
+                project=form.project.data or "",
+                environment=form.environment.data or "",
+                url=form.url.data,
+                tags=tags,
+                actor=current_user.username,
+                **extra,
+            )
         else:
-            registry.edit_target(session, target, actor=current_user.username,
-                                 name=form.name.data, url=form.url.data,
-                                 project=form.project.data, environment=form.environment.data,
-                                 tags=tags, **extra)
+            registry.edit_target(
+                session,
+                target,
+                actor=current_user.username,
+                name=form.name.data,
+                url=form.url.data,
+                project=form.project.data,
+                environment=form.environment.data,
+                tags=tags,
+                **extra,
+            )
         session.commit()
         flash(f"Target {form.name.data} saved.")
         return redirect(url_for("admin.index"))
@@ -118,14 +151,17 @@ def delete(kind: str, name: str) -> Response:
         raise InvalidInput("the form expired; reload the page and try again")
     session = db()
     if kind == "projects":
-        registry.remove_project(session, registry.get_project(session, name),
-                                actor=current_user.username)
+        registry.remove_project(
+            session, registry.get_project(session, name), actor=current_user.username
+        )
     elif kind == "environments":
-        registry.remove_environment(session, registry.get_environment(session, name),
-                                    actor=current_user.username)
+        registry.remove_environment(
+            session, registry.get_environment(session, name), actor=current_user.username
+        )
     elif kind == "targets":
-        registry.remove_target(session, registry.get_target(session, name),
-                               actor=current_user.username)
+        registry.remove_target(
+            session, registry.get_target(session, name), actor=current_user.username
+        )
     else:
         raise InvalidInput(f"cannot delete {kind!r}")
     session.commit()

@@ -61,8 +61,11 @@ def handle_error(error: Exception) -> Response:
             assert isinstance(error, MigdashError)
             return error_response(code, error.message, status, error.hint)
     if isinstance(error, HTTPException):
-        return error_response((error.name or "http").lower().replace(" ", "_"),
-                              error.description or "", error.code or 500)
+        return error_response(
+            (error.name or "http").lower().replace(" ", "_"),
+            error.description or "",
+            error.code or 500,
+        )
     import logging
 
     logging.getLogger(__name__).exception("API error")
@@ -75,8 +78,12 @@ def authenticate() -> Response | None:
     scheme, _, token = header.partition(" ")
     user = authenticate_token(db(), token.strip(), utcnow()) if scheme.lower() == "bearer" else None
     if user is None:
-        return error_response("unauthorized", "a valid API token is required", 401,
-                              "Send Authorization: Bearer <token> (migdash token create).")
+        return error_response(
+            "unauthorized",
+            "a valid API token is required",
+            401,
+            "Send Authorization: Bearer <token> (migdash token create).",
+        )
     db().commit()
     g.api_user = user
     return None
@@ -106,8 +113,9 @@ def body() -> dict[str, Any]:
 @permission(Permission.VIEW)
 def status() -> Response:
     session, services = db(), services_of()
-    targets = find_targets(session, project=request.args.get("project"),
-                           environment=request.args.get("env"))
+    targets = find_targets(
+        session, project=request.args.get("project"), environment=request.args.get("env")
+    )
     if request.args.get("probe") == "1":
         reports = refresh_status(session, services.catalog, services.probes, targets)
         session.commit()
@@ -119,17 +127,29 @@ def status() -> Response:
 @bp.get("/targets")
 @permission(Permission.VIEW)
 def targets() -> Response:
-    return jsonify([{"target": t.name, "project": t.project.name,
-                     "environment": t.environment.name, "url": mask_url(t.url), "tags": t.tags}
-                    for t in find_targets(db())])
+    return jsonify(
+        [
+            {
+                "target": t.name,
+                "project": t.project.name,
+                "environment": t.environment.name,
+                "url": mask_url(t.url),
+                "tags": t.tags,
+            }
+            for t in find_targets(db())
+        ]
+    )
 
 
 @bp.get("/jobs")
 @permission(Permission.VIEW)
 def jobs() -> Response:
-    rows = job_requests.list_jobs(db(), state=request.args.get("state"),
-                                  project=request.args.get("project"),
-                                  target=request.args.get("target"))
+    rows = job_requests.list_jobs(
+        db(),
+        state=request.args.get("state"),
+        project=request.args.get("project"),
+        target=request.args.get("target"),
+    )
     return jsonify([job_json(j) for j in rows])
 
 
@@ -139,10 +159,18 @@ def create_job() -> tuple[Response, int]:
     data = body()
     session, services = db(), services_of()
     target = registry.get_target(session, str(data.get("target", "")))
-    job = submit_target_action(session, services.catalog, services.probes, services.queue,
-                               target, str(data.get("action", "")), str(data.get("revision", "")),
-                               actor=g.api_user.username, role=g.api_user.role,
-                               purge=bool(data.get("purge")))
+    job = submit_target_action(
+        session,
+        services.catalog,
+        services.probes,
+        services.queue,
+        target,
+        str(data.get("action", "")),
+        str(data.get("revision", "")),
+        actor=g.api_user.username,
+        role=g.api_user.role,
+        purge=bool(data.get("purge")),
+    )
     return jsonify(job_json(job)), 201
 
 
@@ -158,8 +186,12 @@ def job_log(job_id: int) -> Response:
     session = db()
     job_requests.get_job(session, job_id)
     after = request.args.get("after", 0, type=int)
-    return jsonify([{"id": line.id, "at": line.at.isoformat() + "Z", "line": line.line}
-                    for line in job_requests.job_log(session, job_id, after)])
+    return jsonify(
+        [
+            {"id": line.id, "at": line.at.isoformat() + "Z", "line": line.line}
+            for line in job_requests.job_log(session, job_id, after)
+        ]
+    )
 
 
 @bp.post("/jobs/<int:job_id>/cancel")
@@ -180,15 +212,27 @@ def pending_approvals() -> Response:
 def approve(job_id: int) -> Response:
     data = request.get_json(silent=True) or {}
     session, services = db(), services_of()
-    decision = approvals.approve(session, services.catalog, services.probes, job_id,
-                                 actor=g.api_user.username, role=g.api_user.role,
-                                 comment=str(data.get("comment", "")),
-                                 seen_plan=data.get("plan_hash"), now=utcnow())
+    decision = approvals.approve(
+        session,
+        services.catalog,
+        services.probes,
+        job_id,
+        actor=g.api_user.username,
+        role=g.api_user.role,
+        comment=str(data.get("comment", "")),
+        seen_plan=data.get("plan_hash"),
+        now=utcnow(),
+    )
     session.commit()
     if decision.queued:
         services.queue.submit([job_id])
-    return jsonify({**job_json(decision.job), "approvals": decision.approvals,
-                    "required_approvals": decision.required})
+    return jsonify(
+        {
+            **job_json(decision.job),
+            "approvals": decision.approvals,
+            "required_approvals": decision.required,
+        }
+    )
 
 
 @bp.post("/jobs/<int:job_id>/reject")
@@ -196,7 +240,13 @@ def approve(job_id: int) -> Response:
 def reject(job_id: int) -> Response:
     data = request.get_json(silent=True) or {}
     session = db()
-    job = approvals.reject(session, job_id, actor=g.api_user.username, role=g.api_user.role,
-                           comment=str(data.get("comment", "")), now=utcnow())
+    job = approvals.reject(
+        session,
+        job_id,
+        actor=g.api_user.username,
+        role=g.api_user.role,
+        comment=str(data.get("comment", "")),
+        now=utcnow(),
+    )
     session.commit()
     return jsonify(job_json(job))

@@ -22,8 +22,12 @@ bp = Blueprint("approvals", __name__, url_prefix="/approvals")
 def index() -> str:
     session = db()
     waiting = approvals.awaiting(session)
-    return render_template("approvals/index.html", jobs=waiting, describe=describe,
-                           decisions={j.id: approvals.decisions(session, j.id) for j in waiting})
+    return render_template(
+        "approvals/index.html",
+        jobs=waiting,
+        describe=describe,
+        decisions={j.id: approvals.decisions(session, j.id) for j in waiting},
+    )
 
 
 @bp.get("/<int:job_id>")
@@ -37,8 +41,13 @@ def review(job_id: int, notice: str | None = None, status: int = 200) -> tuple[s
         preview = approvals.current_plan(session, services.catalog, services.probes, job)
     graph = services.catalog.graph(job.project.script_location) if job.project else None
     page = render_template(
-        "approvals/review.html", job=job, preview=preview, graph=graph, describe=describe,
-        plan_hash=plan_fingerprint(preview) if preview else None, notice=notice,
+        "approvals/review.html",
+        job=job,
+        preview=preview,
+        graph=graph,
+        describe=describe,
+        plan_hash=plan_fingerprint(preview) if preview else None,
+        notice=notice,
         decisions=approvals.decisions(session, job_id),
         required=job.target.environment.required_approvals if job.target else 1,
     )
@@ -51,9 +60,16 @@ def approve(job_id: int) -> Response | tuple[str, int]:
     session, services = db(), services_of()
     try:
         decision = approvals.approve(
-            session, services.catalog, services.probes, job_id, actor=current_user.username,
-            role=current_user.role, comment=request.form.get("comment", "").strip(),
-            seen_plan=request.form.get("plan_hash") or None, now=utcnow())
+            session,
+            services.catalog,
+            services.probes,
+            job_id,
+            actor=current_user.username,
+            role=current_user.role,
+            comment=request.form.get("comment", "").strip(),
+            seen_plan=request.form.get("plan_hash") or None,
+            now=utcnow(),
+        )
     except TargetMoved as moved:
         session.rollback()
         return review(job_id, notice=f"{moved.message}. {moved.hint}", status=409)
@@ -68,7 +84,13 @@ def approve(job_id: int) -> Response | tuple[str, int]:
 @requires(Permission.APPROVE)
 def reject(job_id: int) -> Response:
     session = db()
-    approvals.reject(session, job_id, actor=current_user.username, role=current_user.role,
-                     comment=request.form.get("comment", "").strip(), now=utcnow())
+    approvals.reject(
+        session,
+        job_id,
+        actor=current_user.username,
+        role=current_user.role,
+        comment=request.form.get("comment", "").strip(),
+        now=utcnow(),
+    )
     session.commit()
     return redirect(url_for("jobs.detail", job_id=job_id))

@@ -23,11 +23,18 @@ def _events() -> tuple[list[audit.AuditEvent], dict[str, str]]:
         try:
             since = datetime.fromisoformat(filters["since"])
         except ValueError:
-            raise InvalidInput("'since' must be a date like 2026-11-24 or 2026-11-24T10:00") from None
-    events = audit.find_events(db(), actor=filters["actor"] or None,
-                               action=filters["action"] or None, target=filters["target"] or None,
-                               project=filters["project"] or None, since=since,
-                               limit=request.args.get("limit", 500, type=int))
+            raise InvalidInput(
+                "'since' must be a date like 2026-11-24 or 2026-11-24T10:00"
+            ) from None
+    events = audit.find_events(
+        db(),
+        actor=filters["actor"] or None,
+        action=filters["action"] or None,
+        target=filters["target"] or None,
+        project=filters["project"] or None,
+        since=since,
+        limit=request.args.get("limit", 500, type=int),
+    )
     return list(events), filters
 
 

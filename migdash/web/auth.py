@@ -86,8 +86,11 @@ def _login_limit() -> str:
 
 
 @bp.route("/login", methods=["GET", "POST"])
-@limiter.limit(_login_limit, methods=["POST"],
-               error_message="Too many sign-in attempts; wait a minute and try again.")
+@limiter.limit(
+    _login_limit,
+    methods=["POST"],
+    error_message="Too many sign-in attempts; wait a minute and try again.",
+)
 def login() -> str | Response:
     form = LoginForm()
     error = None

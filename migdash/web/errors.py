@@ -50,7 +50,7 @@ def render_error(title: str, message: str, hint: str, status: int) -> Response:
 
 
 def title_for(error: MigdashError) -> str:
-    """"UnknownRevision" -> "Unknown revision": a heading a person reads."""
+    """ "UnknownRevision" -> "Unknown revision": a heading a person reads."""
     words = re.findall(r"[A-Z][a-z]*|[a-z]+", type(error).__name__)
     return " ".join(words).capitalize()
 
@@ -60,9 +60,7 @@ def handle_migdash_error(error: MigdashError) -> Response:
 
 
 def handle_http_error(error: HTTPException) -> Response:
-    return render_error(
-        error.name, error.description or "", "", error.code or 500
-    )
+    return render_error(error.name, error.description or "", "", error.code or 500)
 
 
 def handle_unexpected(error: Exception) -> Response:

@@ -18,20 +18,27 @@ URL_MODES = [
 class ProjectForm(FlaskForm):
     name = StringField("Name", validators=[DataRequired(), Length(max=100)])
     script_location = StringField(
-        "Script location", validators=[DataRequired(), Length(max=1000)],
+        "Script location",
+        validators=[DataRequired(), Length(max=1000)],
         description="Folder holding env.py and versions/, or the project's alembic.ini.",
     )
     version_table = StringField("Version table", default="alembic_version")
     version_table_schema = StringField("Version table schema", validators=[Optional()])
     track = StringField(
-        "Track", default="heads",
+        "Track",
+        default="heads",
         description="What targets should reach: heads, a revision, or branch_label@head.",
     )
     url_mode = SelectField(
-        "URL mode", default="config", description="How the target URL reaches env.py.",
+        "URL mode",
+        default="config",
+        description="How the target URL reaches env.py.",
     )
-    url_env_var = StringField("URL environment variable", validators=[Optional()],
-                              description="With URL mode env, e.g. DATABASE_URL.")
+    url_env_var = StringField(
+        "URL environment variable",
+        validators=[Optional()],
+        description="With URL mode env, e.g. DATABASE_URL.",
+    )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -42,12 +49,16 @@ class ProjectForm(FlaskForm):
 
 class EnvironmentForm(FlaskForm):
     name = StringField("Name", validators=[DataRequired(), Length(max=100)])
-    position = IntegerField("Position", validators=[Optional()],
-                            description="Lower comes first (dev before prod).")
+    position = IntegerField(
+        "Position", validators=[Optional()], description="Lower comes first (dev before prod)."
+    )
     protected = BooleanField("Protected", description="Mutating jobs here need approval.")
     required_approvals = IntegerField(
-        "Approvals needed", default=1, validators=[Optional()],
-        description="Distinct approvers (never the requester) a job needs when protected.")
+        "Approvals needed",
+        default=1,
+        validators=[Optional()],
+        description="Distinct approvers (never the requester) a job needs when protected.",
+    )
 
 
 class TargetForm(FlaskForm):
@@ -55,7 +66,8 @@ class TargetForm(FlaskForm):
     project = SelectField("Project", validators=[DataRequired()])
     environment = SelectField("Environment", validators=[DataRequired()])
     url = PasswordField(
-        "Database URL", validators=[Optional(), Length(max=2000)],
+        "Database URL",
+        validators=[Optional(), Length(max=2000)],
         description="SQLAlchemy URL, e.g. postgresql+psycopg://user:password@host/db. "
         "Leave empty when editing to keep the stored one.",
     )

@@ -23,8 +23,13 @@ def index() -> Response:
     session = db()
     filters = {k: request.args.get(k) or None for k in ("state", "project", "target")}
     jobs = job_requests.list_jobs(session, **filters, limit=200)
-    return render_page_or_partial("jobs/index.html", "partials/jobs/table.html", jobs=jobs,
-                                  filters=filters, states=[s.value for s in JobState])
+    return render_page_or_partial(
+        "jobs/index.html",
+        "partials/jobs/table.html",
+        jobs=jobs,
+        filters=filters,
+        states=[s.value for s in JobState],
+    )
 
 
 @bp.get("/<int:job_id>")
@@ -44,8 +49,11 @@ def _live(job_id: int) -> Response:
     session = db()
     job = job_requests.get_job(session, job_id)
     response = render_page_or_partial(
-        "jobs/detail.html", "partials/jobs/live.html", job=job,
-        log=job_requests.job_log(session, job_id), describe=job_requests.describe,
+        "jobs/detail.html",
+        "partials/jobs/live.html",
+        job=job,
+        log=job_requests.job_log(session, job_id),
+        describe=job_requests.describe,
         dialect=(job.target.url.split(":", 1)[0] if job.target else ""),
     )
     if is_htmx() and JobState(job.state).terminal:

@@ -23,8 +23,12 @@ def _render(*, probe: bool, force: bool = False) -> Response:
     services = services_of()
     targets = find_targets(session)
     if probe:
-        max_age = None if force else timedelta(seconds=current_app.config["MIGDASH_REFRESH_SECONDS"])
-        reports = refresh_status(session, services.catalog, services.probes, targets, max_age=max_age)
+        max_age = (
+            None if force else timedelta(seconds=current_app.config["MIGDASH_REFRESH_SECONDS"])
+        )
+        reports = refresh_status(
+            session, services.catalog, services.probes, targets, max_age=max_age
+        )
         session.commit()
     else:
         reports = cached_status(session, targets)

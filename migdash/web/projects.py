@@ -56,9 +56,20 @@ def detail(name: str) -> str:
     branch_targets = targets_by_head(graph, reports) if graph else {}
     pages = (len(graph.history) + n - 1) // n if graph else 0
     return render_template(
-        "projects/detail.html", project=project, graph=graph, problem=problem, reports=reports,
-        history=history, page=page, pages=pages, n=n, page_sizes=PAGE_SIZES, svg=svg,
-        svg_error=svg_error, at_revision=at_revision, branch_targets=branch_targets,
+        "projects/detail.html",
+        project=project,
+        graph=graph,
+        problem=problem,
+        reports=reports,
+        history=history,
+        page=page,
+        pages=pages,
+        n=n,
+        page_sizes=PAGE_SIZES,
+        svg=svg,
+        svg_error=svg_error,
+        at_revision=at_revision,
+        branch_targets=branch_targets,
     )
 
 
@@ -93,9 +104,15 @@ def revision(name: str, revision: str) -> str:
     reports = cached_status(session, find_targets(session, project=name))
     applied, missing = split_by_applied(graph, node.revision, reports)
     return render_template(
-        "projects/revision.html", project=project, node=node, graph=graph,
-        upgrade=_highlight(source.upgrade), downgrade=_highlight(source.downgrade),
-        full_source=_highlight(source.text), applied=applied, missing=missing,
+        "projects/revision.html",
+        project=project,
+        node=node,
+        graph=graph,
+        upgrade=_highlight(source.upgrade),
+        downgrade=_highlight(source.downgrade),
+        full_source=_highlight(source.text),
+        applied=applied,
+        missing=missing,
     )
 
 
@@ -104,8 +121,11 @@ def _svg(project_name: str, graph: object, reports: list) -> str:  # type: ignor
     for report in reports:
         for rev in report.status.current:
             markers.setdefault(rev, []).append(
-                Marker(report.target, report.status.state.value,
-                       url_for("targets.detail", name=report.target))
+                Marker(
+                    report.target,
+                    report.status.state.value,
+                    url_for("targets.detail", name=report.target),
+                )
             )
     dot = build_dot(
         graph,  # type: ignore[arg-type]

@@ -30,10 +30,16 @@ def _render(name: str, *, probe: bool) -> Response:
         (report,) = cached_status(session, [target])
     graph, problem = project_graph(services.catalog, target.project)
     return render_page_or_partial(
-        "targets/detail.html", "partials/targets/status.html",
-        target=target, report=report, graph=graph, problem=problem,
-        snapshots=recent_snapshots(session, target.id), lease=lease_of(session, target.id),
-        jobs=list_jobs(session, target=target.name, limit=10), describe=describe,
+        "targets/detail.html",
+        "partials/targets/status.html",
+        target=target,
+        report=report,
+        graph=graph,
+        problem=problem,
+        snapshots=recent_snapshots(session, target.id),
+        lease=lease_of(session, target.id),
+        jobs=list_jobs(session, target=target.name, limit=10),
+        describe=describe,
     )
 
 

@@ -155,7 +155,9 @@ def test_current_sees_both_heads_after_upgrade_heads(
 
 
 def test_current_with_depends_on_lists_the_dependency_too(
-    make_project: Callable[..., Any], make_target: Callable[..., str], probes: ProbePool,
+    make_project: Callable[..., Any],
+    make_target: Callable[..., str],
+    probes: ProbePool,
     load_graph: Callable[..., RevisionGraph],
 ) -> None:
     """The probe reports version rows; the status reports what ``alembic current`` prints.

@@ -336,10 +336,13 @@ def test_catalog_forget_drops_the_cached_graph(make_project: Callable[..., Any])
 def test_a_revision_id_declared_twice_is_a_broken_project(tmp_path: Path) -> None:
     from migdash.scaffold import RevisionSpec, write_project, write_revision
 
-    location = write_project(tmp_path / "dup", [
-        RevisionSpec("a1", None, "first"),
-        RevisionSpec("b2", "a1", "second"),
-    ])
+    location = write_project(
+        tmp_path / "dup",
+        [
+            RevisionSpec("a1", None, "first"),
+            RevisionSpec("b2", "a1", "second"),
+        ],
+    )
     copy = write_revision(location / "versions", RevisionSpec("b2", "a1", "second again"))
     with pytest.raises(BrokenProject, match="declared in more than one file") as excinfo:
         open_project(location)

@@ -80,8 +80,14 @@ def test_environments_are_ordered_by_creation_unless_positioned(db_session: Any)
 
 def test_target_add_creates_a_missing_environment_and_validates(db_session: Any) -> None:
     registry.add_project(db_session, "shop", "/srv/shop")
-    target = registry.add_target(db_session, "eu-1", project="shop", environment="prod",
-                                 url="postgresql+psycopg://u:p@db/x", tags=["eu", " eu ", "b"])
+    target = registry.add_target(
+        db_session,
+        "eu-1",
+        project="shop",
+        environment="prod",
+        url="postgresql+psycopg://u:p@db/x",
+        tags=["eu", " eu ", "b"],
+    )
     assert target.environment.name == "prod"
     assert target.tags == ["b", "eu"]
     with pytest.raises(Conflict):
@@ -109,8 +115,9 @@ def test_removing_a_project_removes_its_targets_and_snapshots(
 ) -> None:
     project = make_project("linear")
     registry.add_project(db_session, "p", str(project.location))
-    registry.add_target(db_session, "t", project="p", environment="dev",
-                        url=make_target(project, at="b2"))
+    registry.add_target(
+        db_session, "t", project="p", environment="dev", url=make_target(project, at="b2")
+    )
     pool = ProbePool(timeout=3)
     refresh_status(db_session, GraphCatalog(), pool, find_targets(db_session))
     pool.close()

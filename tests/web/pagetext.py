@@ -26,7 +26,8 @@ def uncovered_endpoints(app: Flask, paths: list[str]) -> set[str]:
     wanted = {
         rule.endpoint
         for rule in app.url_map.iter_rules()
-        if "GET" in (rule.methods or ()) and rule.endpoint not in {"static", "auth.login"}
+        if "GET" in (rule.methods or ())
+        and rule.endpoint not in {"static", "auth.login"}
         and not rule.endpoint.startswith("api.")  # token-authenticated: tests/web/test_authz.py
     }
     return wanted - covered

@@ -90,7 +90,8 @@ NOT_HTML = ("/audit/export.csv", "/audit/export.json")
 
 
 @pytest.mark.parametrize(
-    "path", [*(p for p in PAGES if p not in NOT_HTML), *(p for p, _ in HOSTILE_PAGES), "/projects/nope"]
+    "path",
+    [*(p for p in PAGES if p not in NOT_HTML), *(p for p, _ in HOSTILE_PAGES), "/projects/nope"],
 )
 def test_no_inline_scripts_or_handlers(site: Site, path: str) -> None:
     body = site.client.get(path, headers=HX if path == "/overview/matrix" else {}).get_data(
@@ -238,8 +239,10 @@ def test_csrf_guards_admin_forms(csrf_app: Flask, tmp_path: Path) -> None:
         assert registry.get_project(session, "p1").script_location == str(tmp_path)
 
 
-@pytest.mark.parametrize(("path", "mimetype"), [("/audit/export.csv", "text/csv"),
-                                                 ("/audit/export.json", "application/json")])
+@pytest.mark.parametrize(
+    ("path", "mimetype"),
+    [("/audit/export.csv", "text/csv"), ("/audit/export.json", "application/json")],
+)
 def test_exports_are_downloads_not_pages(site: Site, path: str, mimetype: str) -> None:
     response = site.client.get(path)
     assert response.status_code == 200
