@@ -349,7 +349,7 @@ def init(name: str, template: str, as_json: bool) -> None:
 
     with store() as (session, services):
         project = init_project(
-            session, Path(services.settings["MIGDASH_PROJECTS_ROOT"]), name, template
+            session, Path(services.settings["MIGDASH_PROJECTS_ROOT"]), name, template, actor="cli"
         )
         session.commit()
         emit(

@@ -17,7 +17,9 @@ from migdash.store.models import Project
 ALLOWED_TEMPLATES = ("generic", "multidb", "pyproject", "async")
 
 
-def init_project(session: Session, root: Path, name: str, template: str = "generic") -> Project:
+def init_project(
+    session: Session, root: Path, name: str, template: str = "generic", *, actor: str = "system"
+) -> Project:
     """Run ``alembic init`` into ``<root>/<name>`` and register the project.
 
     The folder is always under *root*: names are checked like every other
@@ -38,4 +40,4 @@ def init_project(session: Session, root: Path, name: str, template: str = "gener
     # Alembic writes "Creating directory ..." to sys.stdout itself, which would corrupt --json
     with contextlib.redirect_stdout(io.StringIO()):
         command.init(config, str(folder / "migrations"), template=template)
-    return registry.add_project(session, name, str(folder / "migrations"))
+    return registry.add_project(session, name, str(folder / "migrations"), actor=actor)

@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template, url_for
+from pathlib import Path
+
+from flask import Blueprint, current_app, flash, redirect, render_template, url_for
 from flask_login import current_user
 from werkzeug.wrappers import Response
 
 from migdash.errors import InvalidInput
+from migdash.jobs.projects import init_project
 from migdash.permissions import Permission
 from migdash.services import services_of
 from migdash.store import registry
 from migdash.store.queries import all_environments, all_projects, find_targets
 from migdash.web.auth import requires
 from migdash.web.db import db
-from migdash.web.forms import DeleteForm, EnvironmentForm, ProjectForm, TargetForm
+from migdash.web.forms import (
+    DeleteForm,
+    EnvironmentForm,
+    InitProjectForm,
+    ProjectForm,
+    TargetForm,
+)
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -55,6 +64,29 @@ def project_form(name: str | None = None) -> str | Response:
         flash(f"Project {form.name.data} saved.")
         return redirect(url_for("admin.index"))
     return render_template("admin/form.html", form=form, kind="project", existing=project)
+
+
+@bp.route("/projects/init", methods=["GET", "POST"])
+@requires(Permission.ADMIN)
+def init_project_form() -> str | Response:
+    """Create a new Alembic environment (``alembic init``) and register it."""
+    form = InitProjectForm()
+    if form.validate_on_submit():
+        session = db()
+        root = Path(current_app.config["MIGDASH_PROJECTS_ROOT"])
+        project = init_project(
+            session,
+            root,
+            form.name.data or "",
+            form.template.data or "generic",
+            actor=current_user.username,
+        )
+        session.commit()
+        flash(f"Created project {project.name} at {project.script_location}.")
+        return redirect(url_for("projects.detail", name=project.name))
+    return render_template(
+        "admin/form.html", form=form, kind="project (alembic init)", existing=None
+    )
 
 
 @bp.route("/environments/new", methods=["GET", "POST"])

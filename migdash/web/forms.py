@@ -78,3 +78,16 @@ class TargetForm(FlaskForm):
 
 class DeleteForm(FlaskForm):
     """An empty form: only its CSRF token matters."""
+
+
+class InitProjectForm(FlaskForm):
+    """``alembic init`` of a new project under MIGDASH_PROJECTS_ROOT."""
+
+    name = StringField("Name", validators=[DataRequired(), Length(max=100)])
+    template = SelectField("Template", default="generic")
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        from migdash.jobs.projects import ALLOWED_TEMPLATES
+
+        self.template.choices = list(ALLOWED_TEMPLATES)

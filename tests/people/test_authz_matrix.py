@@ -68,6 +68,7 @@ PATHS: dict[str, str] = {
     "/targets/<name>/probe": "/targets/shop-dev/probe",
     "/admin/": "/admin/",
     "/admin/projects/new": "/admin/projects/new",
+    "/admin/projects/init": "/admin/projects/init",
     "/admin/projects/<name>/edit": "/admin/projects/shop/edit",
     "/admin/environments/new": "/admin/environments/new",
     "/admin/environments/<name>/edit": "/admin/environments/dev/edit",

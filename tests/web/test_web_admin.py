@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -278,3 +279,17 @@ def test_unknown_kind_or_name_is_refused(admin: FlaskClient, project_and_env: An
     assert admin.post("/admin/users/linear/delete").status_code == 400
     assert admin.post("/admin/targets/nope/delete").status_code == 404
     assert admin.get("/admin/projects/nope/edit").status_code == 404
+
+
+def test_admin_creates_a_new_alembic_project_under_the_projects_root(app: Any, login: Any) -> None:
+    client = login("admin")
+    response = client.post("/admin/projects/init", data={"name": "fresh", "template": "generic"})
+    assert response.status_code == 302
+    root = Path(app.config["MIGDASH_PROJECTS_ROOT"])
+    assert (root / "fresh" / "migrations" / "env.py").is_file()
+    assert (root / "fresh" / "alembic.ini").is_file()
+    page = client.get("/projects/fresh").get_data(as_text=True)
+    assert "cannot be loaded" not in page
+    refused = client.post("/admin/projects/init", data={"name": "../escape", "template": "generic"})
+    assert refused.status_code == 400
+    assert not (root.parent / "escape").exists()

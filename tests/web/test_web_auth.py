@@ -27,6 +27,7 @@ PAGES = [
     "/targets/linear-dev",
     "/admin/",
     "/admin/projects/new",
+    "/admin/projects/init",
     "/admin/projects/linear/edit",
     "/admin/environments/new",
     "/admin/environments/dev/edit",

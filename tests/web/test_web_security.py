@@ -29,6 +29,7 @@ PAGES = [
     "/targets/shop-dev",
     "/admin/",
     "/admin/projects/new",
+    "/admin/projects/init",
     "/admin/projects/shop/edit",
     "/admin/environments/new",
     "/admin/environments/dev/edit",
