@@ -32,7 +32,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+DOCS_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+"""Where README's pictures live; refreshed only on request (MIGDASH_TEST_SCREENSHOTS=docs)."""
 START_TIMEOUT = 30.0
 
 
@@ -181,6 +182,11 @@ def page(browser: Any, demo_server: str, console: Console) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="session")
-def screenshots() -> Path:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    return SCREENSHOTS
+def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A test run never rewrites tracked files: pictures go to a temp folder unless asked."""
+    if os.environ.get("MIGDASH_TEST_SCREENSHOTS") == "docs":
+        folder = DOCS_SCREENSHOTS
+    else:
+        folder = tmp_path_factory.mktemp("screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
