@@ -22,6 +22,9 @@ from migdash.store.users import create_user
 
 DEMO_USER = "demo"
 DEMO_PASSWORD = "demo-password"  # noqa: S105 - printed on purpose; the demo binds to 127.0.0.1
+DEMO_APPROVER = "reviewer"
+"""A second person, so a newcomer can try four-eyes approval of a prod job alone."""
+DEMO_APPROVER_PASSWORD = "reviewer-password"  # noqa: S105 - as above
 
 SHOP = [
     RevisionSpec("1a2b3c4d5e6f", None, "create customers table", table="customers"),
@@ -109,6 +112,8 @@ def build_demo(session: Session, workspace: Path) -> list[DemoTarget]:
         )
     if session.scalar(sa.select(User.id).where(User.username == DEMO_USER)) is None:
         create_user(session, DEMO_USER, DEMO_PASSWORD, Role.ADMIN)
+    if session.scalar(sa.select(User.id).where(User.username == DEMO_APPROVER)) is None:
+        create_user(session, DEMO_APPROVER, DEMO_APPROVER_PASSWORD, Role.APPROVER)
     session.commit()
     return targets
 

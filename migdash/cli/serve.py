@@ -13,7 +13,13 @@ from flask.cli import with_appcontext
 from gunicorn.app.base import BaseApplication
 
 from migdash.cli.base import main, store
-from migdash.demo import DEMO_PASSWORD, DEMO_USER, build_demo
+from migdash.demo import (
+    DEMO_APPROVER,
+    DEMO_APPROVER_PASSWORD,
+    DEMO_PASSWORD,
+    DEMO_USER,
+    build_demo,
+)
 
 host_option = click.option("--host", default="127.0.0.1", show_default=True)
 port_option = click.option("--port", default=5000, show_default=True, type=int)
@@ -110,7 +116,8 @@ def demo(host: str, port: int, threads: int, worker: bool, no_serve: bool) -> No
     with store() as (session, _):
         targets = build_demo(session, workspace)
     click.echo(f"demo workspace: {workspace} ({len(targets)} targets)")
-    click.echo(f"sign in as {DEMO_USER} / {DEMO_PASSWORD}")
+    click.echo(f"sign in as {DEMO_USER} / {DEMO_PASSWORD} (admin)")
+    click.echo(f"a second person to approve prod jobs: {DEMO_APPROVER} / {DEMO_APPROVER_PASSWORD}")
     if no_serve:
         return
     click.echo(f"open http://{host}:{port}/")
