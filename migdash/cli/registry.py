@@ -11,7 +11,8 @@ from migdash.cli.base import emit, json_option, main, store
 from migdash.engine.scrub import mask_url
 from migdash.services import services_of
 from migdash.status import project_graph
-from migdash.store import registry
+from migdash.store import audit, registry
+from migdash.store.crypto import rotate_target_urls
 
 # --- db -----------------------------------------------------------------------------------
 
@@ -27,6 +28,21 @@ def db_upgrade() -> None:
     """Create or upgrade the metadata database schema."""
     services_of().upgrade_schema()
     click.echo("metadata database is at the current schema")
+
+
+@db_group.command("rotate-key")
+@with_appcontext
+def db_rotate_key() -> None:
+    """Re-encrypt every stored target URL with the first key of MIGDASH_ENCRYPTION_KEY.
+
+    Put the new key first and keep the old one after it (comma-separated) while this
+    runs; afterwards the old key can be dropped.
+    """
+    with store() as (session, services):
+        count = rotate_target_urls(session, services.cipher)
+        audit.record(session, "cli", "db.rotate_key", detail={"targets": count})
+        session.commit()
+        click.echo(f"re-encrypted {count} target URL(s) with the first key")
 
 
 # --- registry -----------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import sqlalchemy as sa
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from sqlalchemy.orm import Session
 
@@ -88,3 +89,13 @@ def session_cipher(session: Session) -> UrlCipher:
     if cipher is None:
         raise ConfigError("this session has no cipher; build it with create_session_factory")
     return cipher  # type: ignore[no-any-return]
+
+
+def rotate_target_urls(session: Session, cipher: UrlCipher) -> int:
+    """Re-encrypt every target URL with the cipher's first key; the caller commits."""
+    from migdash.store.models import Target
+
+    targets = list(session.scalars(sa.select(Target)))
+    for target in targets:
+        target.url_encrypted = cipher.rotate(target.url_encrypted)
+    return len(targets)

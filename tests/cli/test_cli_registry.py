@@ -231,3 +231,33 @@ def test_user_create_refuses_short_passwords_and_duplicates(cli: Callable[..., R
     again = cli("user", "create", "bob", "--password", "long-enough", ok=False)
     assert "a user named 'bob' already exists" in again.output
     assert "Traceback" not in short.output + again.output
+
+
+def test_rotate_key_re_encrypts_urls_with_the_new_first_key(
+    tmp_path: Path, make_project: Callable[..., Any]
+) -> None:
+    """Old key only -> add a target; new,old -> rotate; new only -> the URL still reads."""
+    import subprocess
+    import sys
+
+    from cryptography.fernet import Fernet
+
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    project = make_project("linear")
+    base = {"PATH": "/usr/bin:/bin", "MIGDASH_INSTANCE": str(tmp_path / "inst")}
+
+    def migdash(key: str, *args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "migdash", *args],
+            env={**base, "MIGDASH_ENCRYPTION_KEY": key},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    migdash(old, "project", "add", "p", "--script-location", str(project.location))
+    migdash(old, "target", "add", "t", "--project", "p", "--env", "dev", "--url", "sqlite:////x.db")
+    assert "re-encrypted 1" in migdash(f"{new},{old}", "db", "rotate-key")
+    assert "sqlite:////x.db" in migdash(new, "target", "list")
