@@ -33,10 +33,10 @@ from migdash.engine.probe import ProbePool
 from migdash.engine.scrub import scrub_text, url_secrets
 from migdash.jobs.locks import AdvisoryLock, LeaseHolder, acquire_lease, release_lease, renew_lease
 from migdash.jobs.queue import JobQueue
+from migdash.jobs.reaper import reap_interrupted, reprobe
 from migdash.jobs.requests import TARGET_ACTIONS, add_log, describe
-from migdash.status import refresh_status
 from migdash.store import audit
-from migdash.store.models import Job, JobLogLine, JobState, Project, Target, TargetLease, utcnow
+from migdash.store.models import Job, JobLogLine, JobState, Project, Target, utcnow
 from migdash.store.session import rows_changed
 
 log = logging.getLogger(__name__)
@@ -358,76 +358,6 @@ class Worker:
             ).all()
         self.queue.submit(ids)
         return len(ids)
-
-
-def reap_interrupted(
-    session: Session, catalog: GraphCatalog, probes: ProbePool, ttl: timedelta
-) -> list[int]:
-    """Running jobs with no heartbeat for *ttl* become ``interrupted``; never re-run."""
-    now = utcnow()
-    stale = session.scalars(
-        sa.select(Job).where(Job.state == JobState.RUNNING.value, Job.heartbeat_at < now - ttl)
-    ).all()
-    reaped = []
-    for job in stale:
-        changed = rows_changed(
-            session,
-            sa.update(Job)
-            .where(
-                Job.id == job.id,
-                Job.state == JobState.RUNNING.value,
-                Job.heartbeat_at == job.heartbeat_at,
-            )
-            .values(
-                state=JobState.INTERRUPTED.value,
-                finished_at=now,
-                error=f"worker {job.worker} stopped sending heartbeats after "
-                f"{job.heartbeat_at:%H:%M:%S} UTC; the job was not re-run",
-            ),
-        )
-        if not changed:
-            continue
-        session.execute(sa.delete(TargetLease).where(TargetLease.job_id == job.id))
-        current = None
-        if job.target is not None:
-            current = reprobe(session, catalog, probes, job.target)
-            job.result_revisions = current
-        audit.record(
-            session,
-            "reaper",
-            "job.interrupted",
-            project=job.project_name,
-            target=job.target_name,
-            job_id=job.id,
-            from_revisions=job.from_revisions,
-            to_revision=",".join(current) if current is not None else None,
-            detail={"worker": job.worker},
-            now=now,
-        )
-        add_log(
-            session,
-            job.id,
-            f"interrupted: worker {job.worker} stopped responding; the "
-            f"lock was released and the job will not run again; target now at "
-            f"{', '.join(current or []) or '<base>'}",
-            now,
-        )
-        reaped.append(job.id)
-    session.commit()
-    return reaped
-
-
-def reprobe(
-    session: Session, catalog: GraphCatalog, probes: ProbePool, target: Target
-) -> list[str] | None:
-    """The target's revisions after a job, or None when it cannot be read right now.
-
-    None is honest where an empty list would claim the database sits at base.
-    """
-    (report,) = refresh_status(session, catalog, probes, [target])
-    if report.status.state.value == "unreachable":
-        return None
-    return list(report.status.current)
 
 
 def build_spec(job: Job) -> ActionSpec:

@@ -1,0 +1,91 @@
+"""After a job, or after its worker died: re-probe honestly, and mark lapsed jobs interrupted.
+
+A job whose worker stopped sending heartbeats (``kill -9``, a lost machine)
+is never run again: any worker's reaper marks it ``interrupted``, frees the
+target's lease and records where the target really is now.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from migdash.engine.catalog import GraphCatalog
+from migdash.engine.probe import ProbePool
+from migdash.jobs.requests import add_log
+from migdash.status import refresh_status
+from migdash.store import audit
+from migdash.store.models import Job, JobState, Target, TargetLease, utcnow
+from migdash.store.session import rows_changed
+
+
+def reap_interrupted(
+    session: Session, catalog: GraphCatalog, probes: ProbePool, ttl: timedelta
+) -> list[int]:
+    """Running jobs with no heartbeat for *ttl* become ``interrupted``; never re-run."""
+    now = utcnow()
+    stale = session.scalars(
+        sa.select(Job).where(Job.state == JobState.RUNNING.value, Job.heartbeat_at < now - ttl)
+    ).all()
+    reaped = []
+    for job in stale:
+        changed = rows_changed(
+            session,
+            sa.update(Job)
+            .where(
+                Job.id == job.id,
+                Job.state == JobState.RUNNING.value,
+                Job.heartbeat_at == job.heartbeat_at,
+            )
+            .values(
+                state=JobState.INTERRUPTED.value,
+                finished_at=now,
+                error=f"worker {job.worker} stopped sending heartbeats after "
+                f"{job.heartbeat_at:%H:%M:%S} UTC; the job was not re-run",
+            ),
+        )
+        if not changed:
+            continue
+        session.execute(sa.delete(TargetLease).where(TargetLease.job_id == job.id))
+        current = None
+        if job.target is not None:
+            current = reprobe(session, catalog, probes, job.target)
+            job.result_revisions = current
+        audit.record(
+            session,
+            "reaper",
+            "job.interrupted",
+            project=job.project_name,
+            target=job.target_name,
+            job_id=job.id,
+            from_revisions=job.from_revisions,
+            to_revision=",".join(current) if current is not None else None,
+            detail={"worker": job.worker},
+            now=now,
+        )
+        add_log(
+            session,
+            job.id,
+            f"interrupted: worker {job.worker} stopped responding; the "
+            f"lock was released and the job will not run again; target now at "
+            f"{', '.join(current or []) or '<base>'}",
+            now,
+        )
+        reaped.append(job.id)
+    session.commit()
+    return reaped
+
+
+def reprobe(
+    session: Session, catalog: GraphCatalog, probes: ProbePool, target: Target
+) -> list[str] | None:
+    """The target's revisions after a job, or None when it cannot be read right now.
+
+    None is honest where an empty list would claim the database sits at base.
+    """
+    (report,) = refresh_status(session, catalog, probes, [target])
+    if report.status.state.value == "unreachable":
+        return None
+    return list(report.status.current)
