@@ -101,6 +101,18 @@ def approve(
     require(role, Permission.APPROVE, actor=actor)
     job = _awaiting(session, job_id)
     if actor == job.requested_by:
+        # the refusal is a fact worth keeping: record it before saying no
+        audit.record(
+            session,
+            actor,
+            "job.approve_refused",
+            project=job.project_name,
+            target=job.target_name,
+            job_id=job.id,
+            detail={"reason": "four-eyes: the requester cannot approve"},
+            now=now,
+        )
+        session.commit()
         raise FourEyesViolation(f"{actor} requested job {job.id} and cannot approve it")
     preview = current_plan(session, catalog, probes, job)
     if preview.error and preview.start is None and "cannot be reached" in preview.error:

@@ -149,7 +149,10 @@ def test_a_requester_never_approves_their_own_job_and_another_approver_does(
     assert done.result_revisions == ["c3"]
     assert revisions_in(url) == ["c3"]
 
-    events = audit_events(job_id=job_id)
+    refusals = audit_events("job.approve_refused", job_id=job_id)
+    expected_refusals = ["olga"] * 3 if refusal == "four_eyes" else []
+    assert [e.actor for e in refusals] == expected_refusals, "web, API and CLI refusals are kept"
+    events = [e for e in audit_events(job_id=job_id) if e.action != "job.approve_refused"]
     assert [e.action for e in events] == ["job.request", "job.approve", "job.start", "job.end"]
     request, approval, start, end = events
     shown_sql_hash = hashlib.sha256(sql.encode()).hexdigest()
