@@ -26,13 +26,11 @@ import time
 from pathlib import Path
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 
 from migdash.engine.catalog import GraphCatalog
 from migdash.engine.probe import ProbePool, ProbeRequest
 from migdash.engine.state import assess_target
-from migdash.scaffold import RevisionSpec, write_project
+from migdash.scaffold import RevisionSpec, migrate_database, write_project
 
 REVISIONS = 30
 TEMPLATE_REVISIONS = (5, 12, 20, 30)
@@ -51,13 +49,7 @@ def build_workspace(root: Path, size: int) -> tuple[Path, list[Path]]:
     for at in TEMPLATE_REVISIONS:
         path = root / f"template_{at}.db"
         if not path.exists():
-            db_engine = sa.create_engine(f"sqlite:///{path}")
-            with db_engine.begin() as connection:
-                config = Config()
-                config.set_main_option("script_location", str(project))
-                config.attributes["connection"] = connection
-                command.upgrade(config, f"r{at - 1:04d}")
-            db_engine.dispose()
+            migrate_database(project, f"sqlite:///{path}", f"r{at - 1:04d}")
         templates.append(path)
     dbs = []
     for i in range(size):

@@ -11,11 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 from sqlalchemy.orm import Session
 
-from migdash.scaffold import RevisionSpec, write_project
+from migdash.scaffold import RevisionSpec, migrate_database, write_project
 from migdash.store import registry
 from migdash.store.models import Environment, Project, Role, Target, User
 from migdash.store.users import create_user
@@ -101,7 +99,7 @@ def build_demo(session: Session, workspace: Path) -> list[DemoTarget]:
             continue
         assert target.url is not None
         if target.url.startswith("sqlite"):
-            _migrate(workspace / "projects" / target.project, target.url, target.at)
+            migrate_database(workspace / "projects" / target.project, target.url, target.at)
         registry.add_target(
             session,
             target.name,
@@ -116,16 +114,3 @@ def build_demo(session: Session, workspace: Path) -> list[DemoTarget]:
         create_user(session, DEMO_APPROVER, DEMO_APPROVER_PASSWORD, Role.APPROVER)
     session.commit()
     return targets
-
-
-def _migrate(location: Path, url: str, revision: str | None) -> None:
-    """Create the SQLite file and, unless *revision* is None, upgrade it with Alembic."""
-    db_engine = sa.create_engine(url)
-    with db_engine.begin() as connection:
-        connection.exec_driver_sql("CREATE TABLE IF NOT EXISTS demo_settings (key TEXT)")
-        if revision is not None:
-            config = Config()
-            config.set_main_option("script_location", str(location))
-            config.attributes["connection"] = connection
-            command.upgrade(config, revision)
-    db_engine.dispose()

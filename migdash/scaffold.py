@@ -12,6 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+
 ENV_PY = '''"""Alembic environment written by migdash's scaffold (online and offline modes)."""
 from alembic import context
 from sqlalchemy import engine_from_config, pool
@@ -119,6 +123,27 @@ def write_revision(versions: Path, spec: RevisionSpec) -> Path:
     path = versions / f"{spec.revision}_{_slug(spec.message)}.py"
     path.write_text(text)
     return path
+
+
+def migrate_database(location: Path | str, url: str, revision: str | None) -> None:
+    """Create the database and, unless *revision* is None, ``alembic upgrade`` it there.
+
+    A SQLite file gets a ``keepalive`` table first, so that even a database
+    left without a version table exists on disk: that is what an
+    uninitialised target looks like.
+    """
+    db_engine = sa.create_engine(url)
+    try:
+        with db_engine.begin() as connection:
+            if db_engine.dialect.name == "sqlite":
+                connection.exec_driver_sql("CREATE TABLE IF NOT EXISTS keepalive (id INTEGER)")
+            if revision is not None:
+                config = Config()
+                config.set_main_option("script_location", str(location))
+                config.attributes["connection"] = connection
+                command.upgrade(config, revision)
+    finally:
+        db_engine.dispose()
 
 
 def _bodies(spec: RevisionSpec) -> tuple[str, str]:

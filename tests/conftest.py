@@ -18,14 +18,13 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from alembic import command
 from alembic.config import Config
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 
 from migdash import create_app
 from migdash.config import ensure_instance
-from migdash.scaffold import RevisionSpec, write_project
+from migdash.scaffold import RevisionSpec, migrate_database, write_project
 from migdash.services import services_of
 from migdash.store.models import Role
 from migdash.store.users import create_user
@@ -113,15 +112,7 @@ def make_target(tmp_path: Path) -> Callable[..., str]:
 
 def migrate_to(project: ProjectFixture, url: str, at: str | None) -> None:
     """Create the database file and, unless *at* is None, ``alembic upgrade`` it to *at*."""
-    db_engine = sa.create_engine(url)
-    with db_engine.begin() as connection:
-        if db_engine.dialect.name == "sqlite":
-            connection.exec_driver_sql("CREATE TABLE IF NOT EXISTS keepalive (id INTEGER)")
-        if at is not None:
-            config = project.alembic_config()
-            config.attributes["connection"] = connection
-            command.upgrade(config, at)
-    db_engine.dispose()
+    migrate_database(project.location, url, at)
 
 
 @pytest.fixture

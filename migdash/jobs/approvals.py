@@ -23,11 +23,9 @@ from migdash.engine.catalog import GraphCatalog
 from migdash.engine.probe import ProbePool
 from migdash.errors import Conflict, MigdashError
 from migdash.jobs.preview import SqlPreview, preview_sql
-from migdash.jobs.requests import add_log, describe, get_job
+from migdash.jobs.requests import add_log, audit_job, describe, get_job, move_job
 from migdash.permissions import FourEyesViolation, Permission, require
-from migdash.store import audit
 from migdash.store.models import Approval, Job, JobState, Role
-from migdash.store.session import rows_changed
 
 
 class TargetMoved(MigdashError):
@@ -102,20 +100,18 @@ def approve(
     job = _awaiting(session, job_id)
     if actor == job.requested_by:
         # the refusal is a fact worth keeping: record it before saying no
-        audit.record(
+        audit_job(
             session,
             actor,
             "job.approve_refused",
-            project=job.project_name,
-            target=job.target_name,
-            job_id=job.id,
+            job,
+            now,
             detail={"reason": "four-eyes: the requester cannot approve"},
-            now=now,
         )
         session.commit()
         raise FourEyesViolation(f"{actor} requested job {job.id} and cannot approve it")
     preview = current_plan(session, catalog, probes, job)
-    if preview.error and preview.start is None and "cannot be reached" in preview.error:
+    if not preview.reachable:
         raise Conflict(
             f"job {job.id}: {preview.error}",
             hint="Nothing can be reviewed or run until the target answers again.",
@@ -181,15 +177,7 @@ def approve(
     _audit(session, job, actor, "job.approve", comment, preview, now)
     queued = False
     if count >= required:
-        queued = (
-            rows_changed(
-                session,
-                sa.update(Job)
-                .where(Job.id == job.id, Job.state == JobState.AWAITING_APPROVAL.value)
-                .values(state=JobState.QUEUED.value),
-            )
-            == 1
-        )
+        queued = move_job(session, job.id, JobState.AWAITING_APPROVAL, JobState.QUEUED)
         if queued:
             add_log(session, job.id, "approved: queued", now)
     session.refresh(job)
@@ -212,26 +200,20 @@ def reject(
             plan_hash=job.plan_hash,
         )
     )
-    changed = rows_changed(
-        session,
-        sa.update(Job)
-        .where(Job.id == job.id, Job.state == JobState.AWAITING_APPROVAL.value)
-        .values(state=JobState.REJECTED.value, finished_at=now),
-    )
-    if changed != 1:
+    if not move_job(
+        session, job.id, JobState.AWAITING_APPROVAL, JobState.REJECTED, finished_at=now
+    ):
         raise Conflict(f"job {job.id} is no longer awaiting approval")
     add_log(session, job.id, f"rejected by {actor}" + (f": {comment}" if comment else ""), now)
-    audit.record(
+    audit_job(
         session,
         actor,
         "job.reject",
-        project=job.project_name,
-        target=job.target_name,
-        job_id=job.id,
+        job,
+        now,
         from_revisions=job.from_revisions,
         to_revision=str(job.arguments.get("revision")),
         detail={"comment": comment},
-        now=now,
     )
     session.refresh(job)
     return job
@@ -267,17 +249,15 @@ def _audit(
     preview: SqlPreview,
     now: datetime,
 ) -> None:
-    audit.record(
+    audit_job(
         session,
         actor,
         action,
-        project=job.project_name,
+        job,
+        now,
         environment=job.target.environment.name if job.target else None,
-        target=job.target_name,
-        job_id=job.id,
         from_revisions=preview.plan.current,
         to_revision=str(job.arguments.get("revision")),
         sql=preview.sql,
         detail={"comment": comment, "describe": describe(job)},
-        now=now,
     )

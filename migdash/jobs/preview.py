@@ -51,6 +51,8 @@ class SqlPreview:
     start: str | None
     error: str | None = None
     hazards: dict[str, str] = field(default_factory=dict)
+    reachable: bool = True
+    """False when the probe could not read the target: there is nothing to review yet."""
 
 
 def plan_action(
@@ -103,7 +105,13 @@ def preview_sql(
     current = report.status.current
     plan = plan_action(graph, kind, destination, current)
     if report.status.error and report.status.state.value == "unreachable":
-        return SqlPreview(plan, None, None, f"the target cannot be reached: {report.status.error}")
+        return SqlPreview(
+            plan,
+            None,
+            None,
+            f"the target cannot be reached: {report.status.error}",
+            reachable=False,
+        )
     if kind == "stamp":
         return SqlPreview(plan, None, None, None)
     if len(current) > 1:

@@ -14,11 +14,9 @@ from sqlalchemy.orm import Session
 
 from migdash.engine.catalog import GraphCatalog
 from migdash.engine.probe import ProbePool
-from migdash.jobs.requests import add_log
+from migdash.jobs.requests import add_log, audit_job, move_job
 from migdash.status import refresh_status
-from migdash.store import audit
 from migdash.store.models import Job, JobState, Target, TargetLease, utcnow
-from migdash.store.session import rows_changed
 
 
 def reap_interrupted(
@@ -31,20 +29,15 @@ def reap_interrupted(
     ).all()
     reaped = []
     for job in stale:
-        changed = rows_changed(
+        changed = move_job(
             session,
-            sa.update(Job)
-            .where(
-                Job.id == job.id,
-                Job.state == JobState.RUNNING.value,
-                Job.heartbeat_at == job.heartbeat_at,
-            )
-            .values(
-                state=JobState.INTERRUPTED.value,
-                finished_at=now,
-                error=f"worker {job.worker} stopped sending heartbeats after "
-                f"{job.heartbeat_at:%H:%M:%S} UTC; the job was not re-run",
-            ),
+            job.id,
+            JobState.RUNNING,
+            JobState.INTERRUPTED,
+            Job.heartbeat_at == job.heartbeat_at,
+            finished_at=now,
+            error=f"worker {job.worker} stopped sending heartbeats after "
+            f"{job.heartbeat_at:%H:%M:%S} UTC; the job was not re-run",
         )
         if not changed:
             continue
@@ -53,17 +46,15 @@ def reap_interrupted(
         if job.target is not None:
             current = reprobe(session, catalog, probes, job.target)
             job.result_revisions = current
-        audit.record(
+        audit_job(
             session,
             "reaper",
             "job.interrupted",
-            project=job.project_name,
-            target=job.target_name,
-            job_id=job.id,
+            job,
+            now,
             from_revisions=job.from_revisions,
             to_revision=",".join(current) if current is not None else None,
             detail={"worker": job.worker},
-            now=now,
         )
         add_log(
             session,

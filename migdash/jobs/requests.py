@@ -18,8 +18,9 @@ from sqlalchemy.orm import Session
 from migdash.engine.catalog import GraphCatalog
 from migdash.engine.graph import RevisionGraph
 from migdash.errors import Conflict, InvalidInput, NotFound
-from migdash.store.models import Environment, Job, JobLogLine, JobState, Project, Target
-from migdash.store.queries import find_targets, latest_snapshots
+from migdash.store import audit
+from migdash.store.models import Job, JobLogLine, JobState, Project, Target
+from migdash.store.queries import latest_snapshots
 from migdash.store.session import rows_changed
 
 TARGET_ACTIONS = ("upgrade", "downgrade", "stamp")
@@ -85,27 +86,6 @@ def request_target_action(
     return job
 
 
-def request_environment_action(
-    session: Session,
-    catalog: GraphCatalog,
-    environment: Environment,
-    project: Project,
-    kind: str,
-    revision: str,
-    *,
-    actor: str,
-    now: datetime,
-) -> list[Job]:
-    """ "Bring every target of *project* in *environment* to *revision*": one job per target."""
-    targets = find_targets(session, project=project.name, environment=environment.name)
-    if not targets:
-        raise NotFound(f"project {project.name} has no targets in {environment.name}")
-    return [
-        request_target_action(session, catalog, t, kind, revision, actor=actor, now=now)
-        for t in targets
-    ]
-
-
 def request_project_action(
     session: Session,
     catalog: GraphCatalog,
@@ -154,19 +134,58 @@ def request_project_action(
 
 def cancel_job(session: Session, job_id: int, *, actor: str, now: datetime) -> Job:
     """Cancel a queued job; a job that already started cannot be cancelled."""
-    cancelled = rows_changed(
-        session,
-        sa.update(Job)
-        .where(Job.id == job_id, Job.state == JobState.QUEUED.value)
-        .values(state=JobState.CANCELLED.value, finished_at=now, note=None),
+    cancelled = move_job(
+        session, job_id, JobState.QUEUED, JobState.CANCELLED, finished_at=now, note=None
     )
     job = session.get(Job, job_id, populate_existing=True)
     if job is None:
         raise NotFound(f"no job {job_id}")
-    if cancelled != 1:
+    if not cancelled:
         raise Conflict(f"job {job_id} is {job.state} and can no longer be cancelled")
     add_log(session, job_id, f"cancelled by {actor}", now)
     return job
+
+
+def move_job(
+    session: Session,
+    job_id: int,
+    from_state: JobState,
+    to_state: JobState,
+    *conditions: sa.ColumnElement[bool],
+    **values: Any,
+) -> bool:
+    """Compare-and-set a job's state: only a job still in *from_state* moves.
+
+    Every state change of a job goes through here, so "the row count decides"
+    (a job runs at most once, is approved or rejected once) is one rule.
+    """
+    statement = (
+        sa.update(Job)
+        .where(Job.id == job_id, Job.state == from_state.value, *conditions)
+        .values(state=to_state.value, **values)
+    )
+    return rows_changed(session, statement) == 1
+
+
+def audit_job(
+    session: Session,
+    actor: str,
+    action: str,
+    job: Job,
+    now: datetime,
+    **fields: Any,
+) -> None:
+    """An audit event about *job*: its project, target and id filled in from the row."""
+    audit.record(
+        session,
+        actor,
+        action,
+        project=job.project_name,
+        target=job.target_name,
+        job_id=job.id,
+        now=now,
+        **fields,
+    )
 
 
 def add_log(session: Session, job_id: int, line: str, now: datetime) -> None:

@@ -12,12 +12,14 @@ from sqlalchemy.orm import Session
 
 from migdash.engine.catalog import GraphCatalog
 from migdash.engine.probe import ProbePool
+from migdash.errors import NotFound
 from migdash.jobs import requests
 from migdash.jobs.approvals import hold_for_approval
 from migdash.jobs.queue import JobQueue
 from migdash.permissions import Permission, require
 from migdash.store import audit
 from migdash.store.models import Environment, Job, JobState, Project, Role, Target, utcnow
+from migdash.store.queries import find_targets
 
 
 def submit_target_action(
@@ -77,11 +79,9 @@ def submit_environment_action(
 ) -> list[Job]:
     """One job per target of *project* in *environment* (each held if protected)."""
     require(role, Permission.REQUEST, actor=actor)
-    targets = [t for t in project.targets if t.environment_id == environment.id]
+    targets = find_targets(session, project=project.name, environment=environment.name)
     if not targets:
-        requests.request_environment_action(
-            session, catalog, environment, project, kind, revision, actor=actor, now=utcnow()
-        )
+        raise NotFound(f"project {project.name} has no targets in {environment.name}")
     return [
         submit_target_action(
             session, catalog, probes, queue, t, kind, revision, actor=actor, role=role
@@ -127,14 +127,6 @@ def cancel(session: Session, job_id: int, *, actor: str, role: Role | str) -> Jo
     require(role, Permission.REQUEST, actor=actor)
     now = utcnow()
     job = requests.cancel_job(session, job_id, actor=actor, now=now)
-    audit.record(
-        session,
-        actor,
-        "job.cancel",
-        project=job.project_name,
-        target=job.target_name,
-        job_id=job.id,
-        now=now,
-    )
+    requests.audit_job(session, actor, "job.cancel", job, now)
     session.commit()
     return job

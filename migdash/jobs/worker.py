@@ -34,10 +34,8 @@ from migdash.engine.scrub import scrub_text, url_secrets
 from migdash.jobs.locks import AdvisoryLock, LeaseHolder, acquire_lease, release_lease, renew_lease
 from migdash.jobs.queue import JobQueue
 from migdash.jobs.reaper import reap_interrupted, reprobe
-from migdash.jobs.requests import TARGET_ACTIONS, add_log, describe
-from migdash.store import audit
+from migdash.jobs.requests import TARGET_ACTIONS, add_log, audit_job, describe, move_job
 from migdash.store.models import Job, JobLogLine, JobState, Project, Target, utcnow
-from migdash.store.session import rows_changed
 
 log = logging.getLogger(__name__)
 
@@ -136,18 +134,16 @@ class Worker:
         Left queued it would be retried forever, holding the target's lease.
         """
         now = utcnow()
-        failed = rows_changed(
+        failed = move_job(
             session,
-            sa.update(Job)
-            .where(Job.id == job.id, Job.state == JobState.QUEUED.value)
-            .values(
-                state=JobState.FAILED.value,
-                started_at=now,
-                finished_at=now,
-                worker=self.name,
-                note=None,
-                error=f"the target cannot be reached, so nothing was run: {reason}",
-            ),
+            job.id,
+            JobState.QUEUED,
+            JobState.FAILED,
+            started_at=now,
+            finished_at=now,
+            worker=self.name,
+            note=None,
+            error=f"the target cannot be reached, so nothing was run: {reason}",
         )
         release_lease(session, target_id, job.id)
         if failed:
@@ -157,53 +153,46 @@ class Worker:
                 f"{describe(job)} failed: the target cannot be reached; nothing was run",
                 now,
             )
-            audit.record(
+            audit_job(
                 session,
                 self.name,
                 "job.end",
-                project=job.project_name,
-                target=job.target_name,
-                job_id=job.id,
+                job,
+                now,
                 from_revisions=job.from_revisions,
-                to_revision=None,
                 detail={"kind": job.kind, "state": JobState.FAILED.value, "failed_step": None},
-                now=now,
             )
         session.commit()
 
     def _claim(self, session: Session, job: Job) -> bool:
         now = utcnow()
-        claimed = rows_changed(
+        claimed = move_job(
             session,
-            sa.update(Job)
-            .where(Job.id == job.id, Job.state == JobState.QUEUED.value)
-            .values(
-                state=JobState.RUNNING.value,
-                started_at=now,
-                heartbeat_at=now,
-                worker=self.name,
-                note=None,
-            ),
+            job.id,
+            JobState.QUEUED,
+            JobState.RUNNING,
+            started_at=now,
+            heartbeat_at=now,
+            worker=self.name,
+            note=None,
         )
-        if claimed == 1:
+        if claimed:
             waited = (now - job.requested_at).total_seconds()
             add_log(
                 session, job.id, f"started on {self.name} after {waited:.1f} s in the queue", now
             )
-            audit.record(
+            audit_job(
                 session,
                 self.name,
                 "job.start",
-                project=job.project_name,
-                target=job.target_name,
-                job_id=job.id,
+                job,
+                now,
                 from_revisions=job.from_revisions,
                 to_revision=_destination(job),
                 detail={"kind": job.kind},
-                now=now,
             )
         session.commit()
-        return claimed == 1
+        return claimed
 
     def _wait(self, session: Session, job: Job, note: str) -> None:
         """Leave the job queued with a note (logged once) and look again shortly."""
@@ -309,33 +298,29 @@ class Worker:
                 "new_file": result.new_file,
                 "operations": result.operations,
             }
-            finished = rows_changed(
+            finished = move_job(
                 session,
-                sa.update(Job)
-                .where(Job.id == job_id, Job.state == JobState.RUNNING.value)
-                .values(
-                    state=state.value,
-                    finished_at=now,
-                    result_revisions=current,
-                    failed_step=failed_step,
-                    error=error,
-                    output=output,
-                ),
+                job_id,
+                JobState.RUNNING,
+                state,
+                finished_at=now,
+                result_revisions=current,
+                failed_step=failed_step,
+                error=error,
+                output=output,
             )
             took = (now - job.started_at).total_seconds() if job.started_at else 0.0
             at = f"; target now at {', '.join(current) or '<base>'}" if current is not None else ""
             if finished:
-                audit.record(
+                audit_job(
                     session,
                     self.name,
                     "job.end",
-                    project=job.project_name,
-                    target=job.target_name,
-                    job_id=job_id,
+                    job,
+                    now,
                     from_revisions=job.from_revisions,
                     to_revision=",".join(current) if current is not None else None,
                     detail={"kind": job.kind, "state": state.value, "failed_step": failed_step},
-                    now=now,
                 )
                 where = f" at step {failed_step}" if failed_step else ""
                 verdict = "succeeded" if result.ok else f"failed{where}"
