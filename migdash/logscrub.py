@@ -12,15 +12,30 @@ import logging
 import re
 from typing import Any
 
+from migdash.engine.scrub import MASK, SECRET_KEY_PARTS, SECRET_QUERY_KEYS
+
 _URL_PASSWORD = re.compile(r"(?P<head>\b[a-zA-Z][\w+.-]*://[^:/@\s]*):(?P<password>[^@\s/]+)@")
-_QUERY_PASSWORD = re.compile(
-    r"(?P<head>[?&](?:password|passwd|pwd)=)(?P<password>[^&\s'\"]+)", re.IGNORECASE
+_KEY_CHAR = r"[^=&?#\s'\"]"
+_SECRET_NAME = "|".join(re.escape(n) for n in sorted(SECRET_QUERY_KEYS | set(SECRET_KEY_PARTS)))
+_QUERY_SECRET = re.compile(
+    rf"(?P<head>[?&]{_KEY_CHAR}{{0,64}}?(?:{_SECRET_NAME}){_KEY_CHAR}{{0,64}}=)"
+    r"(?P<value>[^&\s'\"]+)",
+    re.IGNORECASE,
 )
+"""``?NAME=VALUE`` or ``&NAME=VALUE`` where NAME is a secret's, by the rule of
+:func:`~migdash.engine.scrub.is_secret_query_key` (the one ``mask_url`` follows).
+NAME is bounded so that a long line full of ``&`` costs linear time."""
 
 
 def mask_passwords(text: str) -> str:
-    text = _URL_PASSWORD.sub(r"\g<head>:***@", text)
-    return _QUERY_PASSWORD.sub(r"\g<head>***", text)
+    """*text* with URL userinfo passwords and secret-named query values replaced by ``***``.
+
+    It knows no secret, so it goes by shape: ``scheme://user:PASSWORD@`` and
+    secret-named query parameters.  Only names are matched, so ordinary
+    parameters (``sslmode=require``) stay readable.
+    """
+    text = _URL_PASSWORD.sub(rf"\g<head>:{MASK}@", text)
+    return _QUERY_SECRET.sub(rf"\g<head>{MASK}", text)
 
 
 def install_log_scrubbing() -> None:
