@@ -3,8 +3,11 @@
 Three targets carry the password ``Pl4nted-S3cret``: a PostgreSQL database
 whose migration fails with the full URL in its exception (the real password
 rides in ``?password=``, which libpq prefers), a closed loopback port, and
-PostgreSQL refusing the password.  Everything that could show a URL is then
-driven: probes, a failing job, a job that cannot connect, a job held for
+PostgreSQL refusing the password.  All three also carry a second secret full
+of reserved characters in ``?sslpassword=`` (libpq takes it, and needs it only
+for an encrypted client key), written three ways; the failing migration
+prints it and the URL in every spelling it can.  Everything that could show
+a URL is then driven: probes, a failing job, a job that cannot connect, a job held for
 approval, every page, the API, the CLI, the audit exports, the logs at
 DEBUG, and the raw bytes of every file in the instance folder.
 """
@@ -12,6 +15,7 @@ DEBUG, and the raw bytes of every file in the instance folder.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, quote_plus
@@ -27,17 +31,38 @@ from migdash.store.models import Target, TargetLease
 from tests.conftest import migrate_to
 
 PLANTED = "Pl4nted-S3cret"
-FRAGMENTS = {PLANTED, quote(PLANTED, safe=""), quote_plus(PLANTED), "Pl4nted", "S3cret"}
-"""The password as written, encoded, and in halves (a truncated leak is still a leak)."""
+QUERY_PLANTED = "Qu3ry/P@ss %+:?#&=ü'\"T4il"
+"""A query-parameter secret with every character a URL reserves, a space, unicode and quotes."""
+
+
+def lower_hex(text: str) -> str:
+    return re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), text)
+
+
+def spellings(secret: str) -> set[str]:
+    encoded = {quote(secret, safe=""), quote(secret, safe="/"), quote_plus(secret)}
+    return {secret, *encoded, *map(lower_hex, encoded)}
+
+
+FRAGMENTS = {*spellings(PLANTED), *spellings(QUERY_PLANTED), "Pl4nted", "S3cret", "Qu3ry", "T4il"}
+"""The passwords as written, encoded, and in halves (a truncated leak is still a leak)."""
 
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
 HALF_WAY = (
     'op.create_table("half", sa.Column("id", sa.Integer, primary_key=True))\n'
-    "url = op.get_bind().engine.url.render_as_string(hide_password=False)\n"
-    'raise RuntimeError("boom after creating half, on " + url)\n'
+    "import re\n"
+    "from urllib.parse import quote, quote_plus\n"
+    "url = op.get_bind().engine.url\n"
+    'secret = url.query["sslpassword"]\n'
+    'print("stored:", op.get_context().config.get_main_option("sqlalchemy.url"))\n'
+    'print("str:", url, "repr:", repr(url), "query:", dict(url.query))\n'
+    'print("raw:", secret, repr(secret), quote(secret, safe="/"), quote_plus(secret))\n'
+    'lower = re.sub("%[0-9A-F]{2}", lambda m: m.group(0).lower(), quote(secret, safe=""))\n'
+    'print("encoded:", quote(secret, safe=""), "lower:", lower)\n'
+    'raise RuntimeError("boom after creating half, on " + url.render_as_string(False))\n'
 )
-"""Creates a table, then fails with the full URL (password included) in the message."""
+"""Creates a table, prints its URL and query secret every way, then fails with the full URL."""
 
 
 def leaks(text: str) -> list[str]:
@@ -45,11 +70,11 @@ def leaks(text: str) -> list[str]:
 
 
 def with_planted_password(url: str) -> str:
-    """*url* with PLANTED as its password and the server's real one in ``?password=``."""
+    """*url* with PLANTED as its password, the real one in ``?password=``, QUERY_PLANTED too."""
     parsed = sa.make_url(url)
     return (
         parsed.set(password=PLANTED)
-        .update_query_dict({"password": str(parsed.password)})
+        .update_query_dict({"password": str(parsed.password), "sslpassword": QUERY_PLANTED})
         .render_as_string(hide_password=False)
     )
 
@@ -71,6 +96,7 @@ def test_a_planted_password_appears_nowhere(
     cli: Callable[..., Any],
     run_queue: Callable[[], int],
     load_job: Callable[[int], Any],
+    log_lines: Callable[[int], list[str]],
     instance_bytes: Callable[[], bytes],
     postgres_server: str,
     postgres_url: str,
@@ -91,14 +117,16 @@ def test_a_planted_password_appears_nowhere(
     add_environment("prod", protected=True)
     failing = with_planted_password(postgres_url)
     migrate_to(project, failing, "a1")
+    refused = server.set(password=PLANTED, database="postgres")
     urls = {
-        "pg-fails": failing,
-        "pg-gone": f"postgresql+psycopg://app:{PLANTED}@127.0.0.1:1/nothing",
-        "pg-refused": server.set(password=PLANTED, database="postgres").render_as_string(
-            hide_password=False
-        ),
+        "pg-fails": failing,  # sslpassword written as SQLAlchemy writes it (quote_plus)
+        "pg-gone": f"postgresql+psycopg://app:{PLANTED}@127.0.0.1:1/nothing"
+        f"?sslpassword={lower_hex(quote(QUERY_PLANTED, safe=''))}&sslmode=prefer",
+        "pg-refused": refused.render_as_string(hide_password=False)
+        + f"?sslpassword={quote(QUERY_PLANTED, safe='/')}",
     }
     assert all(PLANTED in url for url in urls.values())
+    assert {sa.make_url(url).query["sslpassword"] for url in urls.values()} == {QUERY_PLANTED}
     add_target(project, "pg-fails", "dev", url=urls["pg-fails"])
     add_target(project, "pg-gone", "dev", url=urls["pg-gone"])
     add_target(project, "pg-refused", "prod", url=urls["pg-refused"])
@@ -125,6 +153,9 @@ def test_a_planted_password_appears_nowhere(
     run_queue()
     assert load_job(fails).state == "failed"
     assert "RuntimeError: boom after creating half" in load_job(fails).error
+    assert "sslpassword=***" in load_job(fails).error
+    printed = "\n".join(log_lines(fails))
+    assert all(f"{what}:" in printed for what in ("stored", "str", "raw", "encoded", "lower"))
     assert load_job(gone).state == "failed", "a job that cannot connect fails, honestly"
     assert "cannot be reached, so nothing was run" in load_job(gone).error
     with services_of(app).sessions() as session:
