@@ -30,13 +30,13 @@ SECRET_QUERY_KEYS = frozenset({"password", "passwd", "pwd", "sslpassword", "secr
 SECRET_KEY_PARTS = ("pass", "pwd", "secret", "token", "apikey", "api_key", "api-key")
 """A query parameter whose name contains one of these holds a secret too.
 
-``client_secret``, ``auth_token``, ``x_api_key`` are secrets under any
-driver's spelling.  Names are matched, never values, so ``sslmode=require``
+Drivers and services name theirs freely (``client_secret``, ``auth_token``,
+``x-api-key``, ``sslpassword``).  Names are matched, never values, so ``sslmode=require``
 or ``application_name=app`` stay readable: scrubbing a common word from
 every log line would make the logs useless without hiding anything.
 """
 
-_USERINFO = re.compile(r"(?P<scheme>[\w+]+)://[^:/]*:(?P<password>[^@]*)@")
+_USERINFO = re.compile(r"[\w+]+://[^:/]*:(?P<password>[^@]*)@")
 """SQLAlchemy's own split (``make_url``): the password runs to the first ``@``."""
 
 _HEX_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
@@ -127,30 +127,13 @@ def scrub_text(text: str, secrets: Iterable[str]) -> str:
 
 
 def _url_secret_values(url: str) -> Iterator[tuple[str, str]]:
-    """(decoded, as written) for the userinfo password and each secret query value.
-
-    SQLAlchemy's split of the userinfo is the one a driver gets, and it is
-    redone here for URLs that ``make_url`` refuses (a bad port).  Where an
-    unencoded ``@`` made SQLAlchemy cut the password short, ``urllib``'s
-    longer reading is what its author meant, so both are secrets.
-    """
+    """(decoded, as written) for the userinfo password and each secret query value."""
     try:
         parsed: URL | None = make_url(url)
-    except (ArgumentError, ValueError):
+    except (ArgumentError, ValueError):  # the secrets are still in the text
         parsed = None
     userinfo = _USERINFO.match(url)
-    written = userinfo.group("password") if userinfo else ""
-    if written:
-        yield unquote(written), written
-    try:
-        split_password = urlsplit(url).password or ""
-    except ValueError:
-        split_password = ""
-    if written and split_password.startswith(written) and split_password != written:
-        yield unquote(split_password), split_password  # 'p@ss@host': urllib takes 'p@ss'
-    if parsed is not None and parsed.password:
-        plain = str(parsed.password)
-        yield plain, plain
+    yield from _userinfo_passwords(url, userinfo.group("password") if userinfo else "", parsed)
     _, _, query = url[userinfo.end() if userinfo else 0 :].partition("?")
     for pair in query.split("&"):
         key, _, value = pair.partition("=")
@@ -161,6 +144,26 @@ def _url_secret_values(url: str) -> Iterator[tuple[str, str]]:
             for value in values if isinstance(values, tuple) else (values,):
                 if value:
                     yield value, value
+
+
+def _userinfo_passwords(url: str, written: str, parsed: URL | None) -> Iterator[tuple[str, str]]:
+    """The userinfo password as SQLAlchemy reads it, and as ``urllib`` does where that is longer.
+
+    *written* is SQLAlchemy's split, redone for URLs that ``make_url``
+    refuses (a bad port).  Where an unencoded ``@`` made SQLAlchemy cut the
+    password short (``p@ss@host``), ``urllib``'s ``p@ss`` is what the
+    author meant, so both are secrets.
+    """
+    if written:
+        yield unquote(written), written
+    try:
+        split_password = urlsplit(url).password or ""
+    except ValueError:
+        split_password = ""
+    if written and split_password.startswith(written) and split_password != written:
+        yield unquote(split_password), split_password
+    if parsed is not None and parsed.password:
+        yield str(parsed.password), str(parsed.password)
 
 
 def _hex_cases(text: str) -> set[str]:
