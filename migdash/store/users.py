@@ -4,7 +4,8 @@ Shared by the web sign-in and ``migdash user ...``.  The plain functions
 (``create_user``, ``set_role`` ...) are building blocks.  What an admin does to
 an account goes through the functions that take ``actor`` (``register_user``,
 ``change_role``, ``change_active``, ``reset_password``): they apply the safety
-rules (nobody locks themself out, an instance keeps an active admin) and write
+rules (nobody changes their own role or disables themself, an instance
+keeps an active admin) and write
 the same audit rows the CLI writes, so the web pages and the CLI cannot drift.
 """
 
@@ -46,10 +47,10 @@ class LoginUser:
         return self.role.rank >= Role(role).rank
 
 
-class SelfLockout(Conflict):
-    """An admin tried to disable or demote their own account."""
+class SelfChange(Conflict):
+    """Someone tried to change their own role or disable their own account."""
 
-    hint = "Ask another admin to do it, so nobody locks themself out by mistake."
+    hint = "Ask another admin to do it: nobody can lock themself out or promote themself."
 
 
 class LastAdmin(Conflict):
@@ -146,16 +147,18 @@ def register_user(
 def change_role(
     session: Session, user: User, role: Role, *, actor: str, ip: str | None = None
 ) -> None:
-    """Give *user* another role; admins cannot demote themselves nor the last active admin.
+    """Give *user* another role; nobody changes their own, nor demotes the last active admin.
 
-    :raises SelfLockout: *actor* demotes their own admin account.
+    :raises SelfChange: *user* is *actor*.
     :raises LastAdmin: *user* is the only active admin left.
     """
     before = user.role
     if before == role.value:
         return
+    if user.username == actor:
+        raise SelfChange(f"you cannot change your own role ({user.username}, {before})")
     if before == Role.ADMIN.value:
-        _refuse_losing_an_admin(session, user, actor=actor, doing="demote")
+        _refuse_losing_the_last_admin(session, user, doing="demote")
     set_role(session, user, role)
     audit.record(
         session,
@@ -173,13 +176,15 @@ def change_active(
 
     A disabled user's session and API tokens stop working on their next request.
 
-    :raises SelfLockout: *actor* disables their own account.
+    :raises SelfChange: *actor* disables their own account.
     :raises LastAdmin: *user* is the only active admin left.
     """
     if user.active == active:
         return
     if not active:
-        _refuse_losing_an_admin(session, user, actor=actor, doing="disable")
+        if user.username == actor:
+            raise SelfChange(f"you cannot disable your own account ({user.username})")
+        _refuse_losing_the_last_admin(session, user, doing="disable")
     set_active(session, user, active)
     action = "user.enable" if active else "user.disable"
     audit.record(session, actor, action, detail={"user": user.username}, ip=ip)
@@ -193,9 +198,7 @@ def reset_password(
     audit.record(session, actor, "user.set_password", detail={"user": user.username}, ip=ip)
 
 
-def _refuse_losing_an_admin(session: Session, user: User, *, actor: str, doing: str) -> None:
-    if user.username == actor:
-        raise SelfLockout(f"you cannot {doing} your own account ({user.username})")
+def _refuse_losing_the_last_admin(session: Session, user: User, *, doing: str) -> None:
     if user.role != Role.ADMIN.value or not user.active:
         return
     # FOR UPDATE (where the dialect has it): two admins demoting each other at once
