@@ -4,9 +4,9 @@ Shared by the web sign-in and ``migdash user ...``.  The plain functions
 (``create_user``, ``set_role`` ...) are building blocks.  What an admin does to
 an account goes through the functions that take ``actor`` (``register_user``,
 ``change_role``, ``change_active``, ``reset_password``): they apply the safety
-rules (nobody changes their own role or disables themself, an instance
-keeps an active admin) and write
-the same audit rows the CLI writes, so the web pages and the CLI cannot drift.
+rules (nobody changes their own role or disables themself, an instance keeps
+an active admin) and write the same audit rows the CLI writes, so the web
+pages and the CLI cannot drift.
 """
 
 from __future__ import annotations
@@ -201,12 +201,15 @@ def reset_password(
 def _refuse_losing_the_last_admin(session: Session, user: User, *, doing: str) -> None:
     if user.role != Role.ADMIN.value or not user.active:
         return
-    # FOR UPDATE (where the dialect has it): two admins demoting each other at once
-    # must not both see the other one as the admin who remains.
-    others = session.scalars(
+    # Lock every active admin row, in id order, before counting (FOR UPDATE where the
+    # dialect has it): two admins demoting each other at once then queue up instead of
+    # each seeing the other as the admin who remains, and the second one re-reads the
+    # rows the first one changed.
+    admins = session.scalars(
         sa.select(User.id)
-        .where(User.role == Role.ADMIN.value, User.active.is_(True), User.id != user.id)
+        .where(User.role == Role.ADMIN.value, User.active.is_(True))
+        .order_by(User.id)
         .with_for_update()
     ).all()
-    if not others:
+    if list(admins) == [user.id]:
         raise LastAdmin(f"{user.username} is the last active admin; cannot {doing} them")

@@ -10,6 +10,7 @@ import hashlib
 import html
 import logging
 import re
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -385,6 +386,64 @@ def test_the_last_active_admin_is_kept(app: Flask, make_user: Callable[..., str]
         session.commit()
     assert account(app, "root") == ("operator", True)
     assert account(app, "spare") == ("admin", True)
+
+
+@pytest.fixture
+def postgres_app(tmp_path: Path, postgres_url: str) -> Iterator[Flask]:
+    """The metadata database on PostgreSQL, where row locks are real."""
+    (tmp_path / "pg-instance").mkdir()
+    app = create_app(
+        {
+            "TESTING": True,
+            "MIGDASH_INSTANCE": str(tmp_path / "pg-instance"),
+            "MIGDASH_SECRET_KEY": "pg-secret",
+            "MIGDASH_DATABASE_URL": postgres_url,
+        }
+    )
+    services_of(app).upgrade_schema()
+    yield app
+    services_of(app).probes.close()
+    services_of(app).db_engine.dispose()
+
+
+@pytest.mark.server
+def test_two_admins_demoting_each_other_at_once_leave_one_admin(postgres_app: Flask) -> None:
+    """Each transaction alone sees another admin remain; the row locks make them take turns."""
+    services = services_of(postgres_app)
+    with services.sessions() as session:
+        create_user(session, "ada", PASSWORD, Role.ADMIN)
+        create_user(session, "bea", PASSWORD, Role.ADMIN)
+        session.commit()
+    first, second = services.sessions(), services.sessions()
+    outcome: dict[str, Any] = {}
+    try:
+        change_role(first, get_user(first, "bea"), Role.VIEWER, actor="ada")  # not committed
+        ada = get_user(second, "ada")  # plain reads do not wait: ada and bea are both admins
+
+        def demote_ada() -> None:
+            try:
+                change_role(second, ada, Role.VIEWER, actor="bea")
+                second.commit()
+                outcome["done"] = True
+            except LastAdmin as error:
+                second.rollback()
+                outcome["refused"] = error
+
+        racer = threading.Thread(target=demote_ada)
+        racer.start()
+        racer.join(timeout=1.0)
+        assert racer.is_alive(), "the second demotion waits for the first one's locks"
+        first.commit()
+        racer.join(timeout=30)
+        assert not racer.is_alive()
+    finally:
+        first.close()
+        second.close()
+    assert isinstance(outcome.get("refused"), LastAdmin), outcome
+    assert (account(postgres_app, "ada"), account(postgres_app, "bea")) == (
+        ("admin", True),
+        ("viewer", True),
+    )
 
 
 OPERATIONS = st.lists(
