@@ -202,8 +202,8 @@ def _change(
 
 
 def _refused(errors: list[str], error: MigdashError) -> None:
-    db().rollback()  # nothing of a refused change may reach the commit of a later request
-    errors.append(f"{error.message}. {error.hint}".strip() if error.hint else error.message)
+    db().rollback()  # drop whatever the refused call flushed before it raised
+    errors.append(f"{error.message}. {error.hint}" if error.hint else error.message)
 
 
 def _index_page(form: NewUserForm) -> str:
