@@ -24,13 +24,26 @@ def register_web(app: Flask) -> None:
         overview,
         projects,
         targets,
+        users,
     )
     from migdash.web.db import close_session
     from migdash.web.errors import register_error_handlers
     from migdash.web.security import register_security
     from migdash.web.templating import register_templating
 
-    for module in (auth, overview, projects, targets, admin, jobs, actions, approvals, audit, api):
+    for module in (
+        auth,
+        overview,
+        projects,
+        targets,
+        admin,
+        users,
+        jobs,
+        actions,
+        approvals,
+        audit,
+        api,
+    ):
         app.register_blueprint(module.bp)
     csrf.exempt(api.bp)  # token-authenticated, no cookies: nothing for CSRF to protect
     auth.init_login(app)

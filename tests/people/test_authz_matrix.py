@@ -100,8 +100,18 @@ PATHS: dict[str, str] = {
     "/api/v1/approvals": "/api/v1/approvals",
     "/api/v1/jobs/<int:job_id>/approve": "/api/v1/jobs/{held_api_approve}/approve",
     "/api/v1/jobs/<int:job_id>/reject": "/api/v1/jobs/{held_api_reject}/reject",
+    "/users/": "/users/",
+    "/users/<username>": "/users/scratch",
+    "/users/<username>/role": "/users/scratch/role",
+    "/users/<username>/password": "/users/scratch/password",
+    "/users/<username>/disable": "/users/scratch/disable",
+    "/users/<username>/enable": "/users/scratch/enable",
+    "/users/<username>/tokens": "/users/scratch/tokens",
+    "/users/tokens/<int:token_id>/revoke": "/users/tokens/{scratch_token}/revoke",
 }
-"""One real URL per rule; ``{name}`` fields are job ids of the seeded world."""
+"""One real URL per rule; ``{name}`` fields are ids of the seeded world.
+
+User and token changes act on ``scratch``, whom no role of the matrix signs in as."""
 
 POST_BODIES: dict[str, dict[str, str]] = {
     "auth.login": {"username": "admin", "password": "not-the-password"},
@@ -269,6 +279,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         tokens = {}
         for role in RANK:
             tokens[role], _ = create_token(session, get_user(session, role), "matrix", utcnow())
+        create_user(session, "scratch", "scratch-password", Role.VIEWER)
+        _, scratch_token = create_token(session, get_user(session, "scratch"), "x", utcnow())
+        ids["scratch_token"] = scratch_token.id
         session.commit()
     world = World(app, ids, tokens=tokens)
     for role in RANK:
@@ -287,7 +300,11 @@ def test_the_world_is_what_the_matrix_assumes(world: World) -> None:
     from migdash.store.models import Job
 
     with services_of(world.app).sessions() as session:
-        states = {key: session.get(Job, job_id).state for key, job_id in world.ids.items()}
+        states = {
+            key: session.get(Job, job_id).state
+            for key, job_id in world.ids.items()
+            if key != "scratch_token"
+        }
     assert states["finished"] == JobState.SUCCEEDED.value
     assert {states[k] for k in states if k.startswith("held")} == {"awaiting_approval"}
     assert {states[k] for k in states if k.startswith("queued")} == {"queued"}
@@ -317,6 +334,7 @@ def test_every_web_view_declares_its_permission() -> None:
 # Pinned policy for the sensitive areas: a decorator loosened by mistake fails here.
 PINNED = {
     "admin.": Permission.ADMIN,
+    "users.": Permission.ADMIN,
     "audit.": Permission.AUDIT,
     "approvals.approve": Permission.APPROVE,
     "approvals.reject": Permission.APPROVE,

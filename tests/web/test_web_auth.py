@@ -33,6 +33,8 @@ PAGES = [
     "/admin/environments/dev/edit",
     "/admin/targets/new",
     "/admin/targets/linear-dev/edit",
+    "/users/",
+    "/users/alice",
     "/jobs/",
     "/jobs/1",
     "/jobs/1/live",

@@ -35,6 +35,8 @@ PAGES = [
     "/admin/environments/dev/edit",
     "/admin/targets/new",
     "/admin/targets/shop-dev/edit",
+    "/users/",
+    "/users/site-admin",
     "/jobs/",
     "/jobs/1",
     "/jobs/1/live",
