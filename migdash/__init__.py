@@ -1,13 +1,19 @@
-"""migdash: a web dashboard for overseeing Alembic migrations across many databases."""
+"""migdash: a web dashboard for overseeing Alembic migrations across many databases.
+
+The package root imports no web framework: ``create_app`` imports Flask when
+it is called, so the engine and the child processes that run project code
+(``migdash.jobs.runner``, ``migdash.engine.loader``) start without it.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask
+if TYPE_CHECKING:
+    from flask import Flask
 
 __version__ = "0.1.0"
 
@@ -22,6 +28,8 @@ def resource_dir(name: str) -> Path:
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the Flask app; connects to nothing and runs no migrations."""
+    from flask import Flask
+
     from migdash.config import load_settings, validate
     from migdash.extensions import csrf, htmx, limiter, login_manager
     from migdash.logscrub import install_log_scrubbing

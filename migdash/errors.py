@@ -17,6 +17,9 @@ class MigdashError(Exception):
     """
 
     hint: str = ""
+    keeps_record: bool = False
+    """True when what was recorded before the refusal (an audit row, a renewed plan)
+    must be committed by the boundary even though the request itself is refused."""
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
@@ -67,7 +70,15 @@ class Conflict(MigdashError):
 
 
 class InvalidInput(MigdashError):
-    """A value that fails validation (bad URL, bad name, bad option)."""
+    """A value that fails validation (bad URL, bad name, bad option).
+
+    ``field`` names the form field or JSON key at fault, so a form can show the
+    message next to it and an API client can point at it.
+    """
+
+    def __init__(self, message: str, *, hint: str | None = None, field: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.field = field
 
 
 class GraphvizUnavailable(MigdashError):
@@ -78,3 +89,59 @@ class GraphvizUnavailable(MigdashError):
 
 class ConfigError(MigdashError):
     """A configuration value that cannot be used; the message says which and why."""
+
+
+class Forbidden(MigdashError):
+    """The actor's role does not allow this."""
+
+    hint = "Ask an admin for a role that allows it."
+
+
+class FourEyesViolation(Forbidden):
+    """Someone tried to approve their own request (the refusal itself is audited)."""
+
+    hint = "Another approver has to review and approve it."
+    keeps_record = True
+
+
+class AmbiguousHead(MigdashError):
+    """``head`` was asked for but the project (or branch) has several heads."""
+
+    hint = "Name the head (a revision id or branch_label@head), or use 'heads'."
+
+
+class TargetMoved(Conflict):
+    """The target's revision changed since the plan was made; the plan was renewed."""
+
+    hint = "Read the new plan below and approve again if it is still what you want."
+    keeps_record = True
+
+
+class JobPending(Conflict):
+    """A target already has a job waiting or running; a second one would act on a stale plan."""
+
+    def __init__(self, job_id: int, target: str, state: str) -> None:
+        super().__init__(
+            f"job {job_id} is already pending for target {target} ({state})",
+            hint=f"Open job {job_id}: wait for it to end, or cancel or reject it, then ask again.",
+        )
+        self.job_id = job_id
+
+
+class TargetUnreachable(Conflict):
+    """The target cannot be read, so no plan can be made or approved."""
+
+    hint = "Nothing can be planned, reviewed or run until the target answers again."
+
+
+class PlanRefused(InvalidInput):
+    """Alembic would refuse this action from the target's current revision."""
+
+
+class UnsafeRevisionFile(MigdashError):
+    """A revision file written for a request does not say exactly what was asked."""
+
+    hint = (
+        "The file was removed and nothing else changed. Simplify the message (or the "
+        "project's script.py.mako) and try again."
+    )

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from migdash.errors import MigdashError
+from migdash.errors import Forbidden, FourEyesViolation
 from migdash.store.models import Role
+
+__all__ = ["Forbidden", "FourEyesViolation", "Permission", "allowed", "require"]
 
 
 class Permission(StrEnum):
@@ -33,18 +35,6 @@ MINIMUM_ROLE: dict[Permission, Role] = {
     Permission.AUDIT: Role.APPROVER,
     Permission.ADMIN: Role.ADMIN,
 }
-
-
-class Forbidden(MigdashError):
-    """The actor's role does not allow this."""
-
-    hint = "Ask an admin for a role that allows it."
-
-
-class FourEyesViolation(Forbidden):
-    """Someone tried to approve their own request."""
-
-    hint = "Another approver has to review and approve it."
 
 
 def allowed(role: Role | str, permission: Permission) -> bool:

@@ -1,7 +1,8 @@
-"""The per-app objects every layer needs: metadata DB, graph cache, probe pool.
+"""The per-app objects every layer needs: metadata DB, graph cache, probe pool, queue.
 
 Built once by ``create_app`` and kept in ``app.extensions["migdash"]``; the
-CLI and the web reach them through :func:`services_of`.
+CLI and the web reach them through :func:`services_of`, and hand the jobs
+layer the smaller :class:`~migdash.jobs.context.JobServices` in ``jobs``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from migdash.engine.catalog import GraphCatalog
 from migdash.engine.probe import ProbePool
+from migdash.jobs.context import JobServices, bind_queue
 from migdash.jobs.queue import JobQueue
 from migdash.store.crypto import UrlCipher, load_keys
 from migdash.store.session import create_db_engine, create_session_factory, upgrade_schema
@@ -31,6 +33,7 @@ class Services:
     queue: JobQueue
     cipher: UrlCipher
     settings: dict[str, Any]
+    jobs: JobServices
 
     def upgrade_schema(self) -> None:
         """``migdash db upgrade`` for this app's metadata DB."""
@@ -44,17 +47,22 @@ def build_services(settings: dict[str, Any]) -> Services:
     if not keys and settings.get("TESTING"):
         keys = [Fernet.generate_key().decode()]
     cipher = UrlCipher(keys)
+    sessions = create_session_factory(db_engine, cipher)
+    catalog = GraphCatalog(cache_dir=Path(settings["MIGDASH_INSTANCE"]) / "graph-cache")
+    probes = ProbePool(
+        timeout=settings["MIGDASH_PROBE_TIMEOUT"], max_workers=settings["MIGDASH_PROBE_WORKERS"]
+    )
+    queue = JobQueue(settings["MIGDASH_QUEUE_URL"], settings["MIGDASH_INSTANCE"])
+    bind_queue(sessions, queue)
     return Services(
         db_engine=db_engine,
-        sessions=create_session_factory(db_engine, cipher),
+        sessions=sessions,
         cipher=cipher,
-        catalog=GraphCatalog(),
-        probes=ProbePool(
-            timeout=settings["MIGDASH_PROBE_TIMEOUT"],
-            max_workers=settings["MIGDASH_PROBE_WORKERS"],
-        ),
-        queue=JobQueue(settings["MIGDASH_QUEUE_URL"], settings["MIGDASH_INSTANCE"]),
+        catalog=catalog,
+        probes=probes,
+        queue=queue,
         settings=settings,
+        jobs=JobServices(sessions, catalog, probes, queue),
     )
 
 

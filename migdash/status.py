@@ -165,6 +165,14 @@ def record_snapshot(
     return snapshot
 
 
+def record_status(
+    session: Session, target: Target, status: TargetStatus, probe: TargetProbe, now: datetime
+) -> Snapshot:
+    """Store a status assessed outside :func:`refresh_status` (a plan's probe, a worker's)."""
+    previous = latest_snapshots(session, [target.id]).get(target.id)
+    return record_snapshot(session, target, status, probe, previous, now)
+
+
 def report_from_snapshot(target: Target, snapshot: Snapshot) -> TargetReport:
     status = TargetStatus(
         state=TargetState(snapshot.state),

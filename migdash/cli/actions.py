@@ -10,13 +10,13 @@ from flask.cli import with_appcontext
 
 from migdash.cli.base import emit, json_option, main, resolve_actor, store
 from migdash.cli.registry import project_group
+from migdash.errors import MigdashError
 from migdash.jobs import approvals
-from migdash.jobs import requests as job_requests
+from migdash.jobs import records as job_records
 from migdash.jobs.consumer import run_worker
-from migdash.jobs.preview import preview_sql
-from migdash.jobs.requests import job_json
-from migdash.jobs.submit import cancel as cancel_job
-from migdash.jobs.submit import submit_project_action, submit_target_action
+from migdash.jobs.plans import make_plan
+from migdash.jobs.records import job_json
+from migdash.jobs.requests import cancel_job, request_project_action, request_target_action
 from migdash.services import services_of
 from migdash.store import registry
 from migdash.store.models import Job, JobState, utcnow
@@ -35,7 +35,7 @@ def _wait_for(job_ids: list[int], timeout: float) -> list[Job]:
     deadline = time.monotonic() + timeout
     while True:
         with services.sessions() as session:
-            jobs = [job_requests.get_job(session, i) for i in job_ids]
+            jobs = [job_records.get_job(session, i) for i in job_ids]
             if all(JobState(j.state).terminal for j in jobs) or time.monotonic() > deadline:
                 return jobs
         time.sleep(0.3)
@@ -47,6 +47,9 @@ def _target_command(kind: str) -> click.Command:
     @click.option("--sql", is_flag=True, help="Print the offline SQL instead of running it.")
     @click.option("--wait", is_flag=True, help="Wait for the job to finish; exit 1 if it fails.")
     @click.option("--timeout", default=600.0, show_default=True, help="Seconds --wait waits.")
+    @click.option(
+        "--plan-hash", default=None, help="Refuse unless the plan is still this one (see --sql)."
+    )
     @ACTOR_OPTION
     @json_option
     @with_appcontext
@@ -56,40 +59,51 @@ def _target_command(kind: str) -> click.Command:
         sql: bool,
         wait: bool,
         timeout: float,
+        plan_hash: str | None,
         actor: str,
         as_json: bool,
         purge: bool = False,
     ) -> None:
         with store() as (session, services):
             row = registry.get_target(session, target)
+            name, role = resolve_actor(session, actor)
             if sql:
-                preview = preview_sql(
-                    session, services.catalog, services.probes, row, kind, revision
-                )
+                plan = make_plan(services.jobs, row, kind, revision, purge=purge)
                 emit(
                     {
-                        "sql": preview.sql,
-                        "hazards": preview.hazards,
-                        "error": preview.error,
-                        "start": preview.start,
+                        "sql": plan.sql,
+                        "steps": [s.label for s in plan.steps],
+                        "current": list(plan.current),
+                        "hazards": plan.hazards,
+                        "error": plan.sql_error,
+                        "plan_hash": plan.hash,
                     },
                     as_json,
-                    preview.sql or preview.error,
+                    plan.sql or ("nothing to do" if plan.nothing_to_do else "stamp runs no SQL"),
                 )
+                if plan.sql is None and not plan.nothing_to_do and kind != "stamp":
+                    raise MigdashError(f"no SQL can be shown for this plan: {plan.sql_error}")
                 return
-            name, role = resolve_actor(session, actor)
-            job = submit_target_action(
+            job = request_target_action(
                 session,
-                services.catalog,
-                services.probes,
-                services.queue,
+                services.jobs,
                 row,
                 kind,
                 revision,
                 actor=name,
                 role=role,
+                now=utcnow(),
                 purge=purge,
+                seen_plan=plan_hash,
             )
+            session.commit()
+            if job is None:
+                emit(
+                    {"job": None, "nothing_to_do": True, "target": target},
+                    as_json,
+                    f"nothing to do: {target} is already at {revision}",
+                )
+                return
             job_id = job.id
         _report([job_id], wait, timeout, as_json)
 
@@ -103,11 +117,11 @@ def _report(job_ids: list[int], wait: bool, timeout: float, as_json: bool) -> No
         jobs = _wait_for(job_ids, timeout)
     else:
         with services.sessions() as session:
-            jobs = [job_requests.get_job(session, i) for i in job_ids]
+            jobs = [job_records.get_job(session, i) for i in job_ids]
     emit(
         [job_json(j) for j in jobs] if len(jobs) > 1 else job_json(jobs[0]),
         as_json,
-        "\n".join(f"job {j.id}: {job_requests.describe(j)} [{j.state}]" for j in jobs),
+        "\n".join(f"job {j.id}: {job_records.describe(j)} [{j.state}]" for j in jobs),
     )
     if wait and any(j.state != JobState.SUCCEEDED.value for j in jobs):
         raise SystemExit(1)
@@ -145,16 +159,17 @@ def merge(
     """Queue a merge revision of the project's heads."""
     with store() as (session, services):
         name, role = resolve_actor(session, actor)
-        job = submit_project_action(
+        job = request_project_action(
             session,
-            services.catalog,
-            services.queue,
+            services.jobs,
             registry.get_project(session, project),
             "merge",
             {"message": message, "heads": list(heads)},
             actor=name,
             role=role,
+            now=utcnow(),
         )
+        session.commit()
         job_id = job.id
     _report([job_id], wait, timeout, as_json)
 
@@ -196,17 +211,18 @@ def revision(
             "autogenerate": autogenerate,
         }
         name, role = resolve_actor(session, actor)
-        job = submit_project_action(
+        job = request_project_action(
             session,
-            services.catalog,
-            services.queue,
+            services.jobs,
             registry.get_project(session, project),
             "revision",
             arguments,
             actor=name,
             role=role,
+            now=utcnow(),
             against=target,
         )
+        session.commit()
         job_id = job.id
     _report([job_id], wait, timeout, as_json)
 
@@ -223,14 +239,14 @@ def jobs(
 ) -> None:
     """Recent jobs, newest first."""
     with store() as (session, _):
-        rows = job_requests.list_jobs(
+        rows = job_records.list_jobs(
             session, state=state, project=project, target=target, limit=limit
         )
         emit(
             [job_json(j) for j in rows],
             as_json,
             "\n".join(
-                f"{j.id:>5} {j.state:<12} {job_requests.describe(j)}  ({j.requested_by})"
+                f"{j.id:>5} {j.state:<12} {job_records.describe(j)}  ({j.requested_by})"
                 for j in rows
             )
             or "no jobs",
@@ -245,12 +261,10 @@ def jobs(
 def job(job_id: int, with_log: bool, as_json: bool) -> None:
     """One job: state, result, and its log."""
     with store() as (session, _):
-        row = job_requests.get_job(session, job_id)
-        lines = [
-            f"{line.at:%H:%M:%S} {line.line}" for line in job_requests.job_log(session, job_id)
-        ]
+        row = job_records.get_job(session, job_id)
+        lines = [f"{line.at:%H:%M:%S} {line.line}" for line in job_records.job_log(session, job_id)]
         data = {**job_json(row), "log": lines}
-        text = f"job {row.id}: {job_requests.describe(row)} [{row.state}]"
+        text = f"job {row.id}: {job_records.describe(row)} [{row.state}]"
         if row.error:
             text += f"\n{row.error}"
         if with_log:
@@ -263,10 +277,11 @@ def job(job_id: int, with_log: bool, as_json: bool) -> None:
 @ACTOR_OPTION
 @with_appcontext
 def cancel(job_id: int, actor: str | None) -> None:
-    """Cancel a queued job."""
+    """Cancel a job that has not started (queued, or awaiting approval)."""
     with store() as (session, _):
         name, role = resolve_actor(session, actor)
-        cancel_job(session, job_id, actor=name, role=role)
+        cancel_job(session, job_id, actor=name, role=role, now=utcnow())
+        session.commit()
         click.echo(f"job {job_id} cancelled")
 
 
@@ -280,26 +295,26 @@ def cancel(job_id: int, actor: str | None) -> None:
     help="The approver (a named user; never the requester).",
 )
 @click.option("--comment", default="")
+@click.option(
+    "--plan-hash", default=None, help="The plan_hash you reviewed (`migdash job ID --json`)."
+)
 @json_option
 @with_appcontext
-def approve(job_id: int, actor: str, comment: str, as_json: bool) -> None:
+def approve(job_id: int, actor: str, comment: str, plan_hash: str | None, as_json: bool) -> None:
     """Approve a job awaiting approval (after reading its plan: `migdash job ID`)."""
     with store() as (session, services):
         name, role = resolve_actor(session, actor)
         decision = approvals.approve(
             session,
-            services.catalog,
-            services.probes,
+            services.jobs,
             job_id,
             actor=name,
             role=role,
             comment=comment,
-            seen_plan=None,
+            seen_plan=plan_hash,
             now=utcnow(),
         )
         session.commit()
-        if decision.queued:
-            services.queue.submit([job_id])
         emit(
             {
                 **job_json(decision.job),

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from migdash import create_app
 from migdash.config import ensure_instance
+from migdash.engine.child import protect_process_memory
 from migdash.errors import MigdashError
 from migdash.services import Services, services_of
 from migdash.store.models import Role
@@ -25,6 +26,7 @@ from migdash.store.users import get_user
 
 
 def _create_cli_app() -> Flask:
+    protect_process_memory()
     ensure_instance(Path(os.environ.get("MIGDASH_INSTANCE", "instance")).expanduser().resolve())
     return create_app()
 
@@ -75,7 +77,12 @@ def store() -> Iterator[tuple[Session, Services]]:
             )
         services.upgrade_schema()
     with services.sessions() as session:
-        yield session, services
+        try:
+            yield session, services
+        except MigdashError as exc:
+            if exc.keeps_record:  # a refusal that is itself a fact (e.g. a refused self-approval)
+                session.commit()
+            raise
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")

@@ -29,8 +29,15 @@ from alembic import autogenerate, command
 from alembic.config import Config
 from sqlalchemy.engine import URL, make_url
 
+from migdash.engine.migrate import preview_plan, run_planned
+from migdash.engine.planning import PlanChanged, PlannedStep
+from migdash.engine.revision_files import (
+    check_message,
+    escape_for_literal,
+    verified_revision_files,
+)
 from migdash.engine.scrub import mask_url, scrub_text, url_secrets
-from migdash.errors import MigdashError
+from migdash.errors import MigdashError, PlanRefused
 
 Sink = Callable[[str], None]
 URL_MODES = ("config", "connection", "env")
@@ -53,16 +60,15 @@ class ActionSpec:
     """Everything the child process needs, as plain JSON-able data."""
 
     kind: str
-    """upgrade, downgrade, stamp, merge, revision, or sql (offline preview)."""
+    """upgrade, downgrade, stamp, merge, revision, or plan (steps and offline SQL)."""
     script_location: str
     url: str | None = None
     url_mode: str = "config"
     url_env_var: str | None = None
     revision: str | None = None
     """Destination (upgrade/downgrade/stamp/sql) or the head to build on (revision)."""
-    start: str | None = None
-    """Offline SQL only: the revision the target is at now (None: base)."""
     direction: str = "upgrade"
+    """plan only: the action being planned (upgrade, downgrade or stamp)."""
     purge: bool = False
     message: str | None = None
     heads: tuple[str, ...] = ()
@@ -71,15 +77,25 @@ class ActionSpec:
     autogenerate: bool = False
     preview: bool = False
     """revision --autogenerate only: report the detected operations, write nothing."""
+    current: tuple[str, ...] = ()
+    """plan only: the target's revisions as probed just now (the plan starts there)."""
+    expected_steps: tuple[PlannedStep, ...] | None = None
+    """upgrade/downgrade/stamp: the approved plan; Alembic's steps must equal it or nothing runs."""
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if self.expected_steps is not None:
+            data["expected_steps"] = [s.to_json() for s in self.expected_steps]
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ActionSpec:
         data = dict(data)
         data["heads"] = tuple(data.get("heads") or ())
         data["depends_on"] = tuple(data.get("depends_on") or ())
+        data["current"] = tuple(data.get("current") or ())
+        if data.get("expected_steps") is not None:
+            data["expected_steps"] = tuple(PlannedStep.from_json(s) for s in data["expected_steps"])
         return cls(**data)
 
 
@@ -100,6 +116,10 @@ class ActionResult:
     new_file: str | None = None
     operations: str | None = None
     """revision --autogenerate: the detected operations, rendered as Python."""
+    plan: dict[str, Any] | None = None
+    """plan: steps, env.py digest, offline SQL (or why there is none)."""
+    refused: bool = False
+    """The run was refused before its first step (the plan changed, or Alembic refused it)."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -157,6 +177,14 @@ def run_action(spec: ActionSpec, sink: Sink, *, capture_log: bool = True) -> Act
         result = _dispatch(spec, clock)
         clock.finish()
         return ActionResult(ok=True, steps=tuple(clock.steps), **result)
+    except (PlanChanged, PlanRefused) as exc:
+        sink(f"REFUSED: {scrub_text(exc.message, secrets)}")
+        return ActionResult(
+            ok=False,
+            error=scrub_text(exc.message, secrets),
+            refused=True,
+            steps=tuple(clock.steps),
+        )
     except Exception as exc:  # noqa: BLE001 - any failure in user code becomes a failed job
         failed = clock.current
         clock.current = None
@@ -177,24 +205,34 @@ def _dispatch(spec: ActionSpec, clock: StepClock) -> dict[str, Any]:
     stdout = _LineStream(clock.line)
     if spec.kind == "merge":
         config = _config(spec, stdout)
-        script = command.merge(
-            config, list(spec.heads), message=spec.message, branch_label=spec.branch_label
-        )
+        message = check_message(spec.message)
+        with verified_revision_files(message):
+            script = command.merge(
+                config,
+                list(spec.heads),
+                message=escape_for_literal(message),
+                branch_label=spec.branch_label,
+            )
         return {"new_file": str(script.path) if script else None}
     if spec.kind == "revision":
         return _revision(spec, stdout)
-    if spec.kind == "sql":
-        return {"sql": _offline_sql(spec, stdout)}
+    if spec.kind == "plan":
+        config = _config(spec, stdout)
+        plan = preview_plan(
+            config, spec.direction, spec.revision or "heads", spec.current, purge=spec.purge
+        )
+        return {"plan": plan}
     if spec.kind not in MUTATING:
         raise MigdashError(f"unknown action {spec.kind!r}")
     with _target_connection(spec) as connection, database_guard(spec.url):
         config = _config(spec, stdout, connection)
-        if spec.kind == "upgrade":
-            command.upgrade(config, spec.revision or "heads")
-        elif spec.kind == "downgrade":
-            command.downgrade(config, spec.revision or "-1")
-        else:
-            command.stamp(config, spec.revision or "heads", purge=spec.purge)
+        run_planned(
+            config,
+            spec.kind,
+            spec.revision or ("-1" if spec.kind == "downgrade" else "heads"),
+            spec.expected_steps,
+            purge=spec.purge,
+        )
     return {}
 
 
@@ -214,12 +252,17 @@ def _revision(spec: ActionSpec, stdout: _LineStream) -> dict[str, Any]:
         if spec.preview:
             directives[:] = []
 
+    message = check_message(spec.message)
     guard = database_guard(spec.url) if spec.autogenerate else nullcontext()
-    with _target_connection(spec) if spec.autogenerate else nullcontext() as connection, guard:
+    with (
+        _target_connection(spec) if spec.autogenerate else nullcontext() as connection,
+        guard,
+        verified_revision_files(message),
+    ):
         config = _config(spec, stdout, connection)
         result = command.revision(
             config,
-            message=spec.message,
+            message=escape_for_literal(message),
             autogenerate=spec.autogenerate,
             head=spec.revision or "head",
             branch_label=spec.branch_label,
@@ -232,20 +275,6 @@ def _revision(spec: ActionSpec, stdout: _LineStream) -> dict[str, Any]:
         "new_file": None if spec.preview else new_file,
         "operations": captured.get("operations"),
     }
-
-
-def _offline_sql(spec: ActionSpec, stdout: _LineStream) -> str:
-    buffer = io.StringIO()
-    config = _config(spec, stdout, output_buffer=buffer)
-    destination = spec.revision or ("heads" if spec.direction == "upgrade" else "-1")
-    span = f"{spec.start}:{destination}" if spec.start else destination
-    if spec.direction == "upgrade":
-        command.upgrade(config, span, sql=True)
-    else:
-        if not spec.start:
-            raise MigdashError("an offline downgrade needs the revision the target is at")
-        command.downgrade(config, span, sql=True)
-    return buffer.getvalue()
 
 
 def _config(

@@ -12,13 +12,14 @@ Alembic's order in near-linear time.  Tests compare both against Alembic.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from alembic.script import Script, ScriptDirectory
 from alembic.util import to_tuple
 
-from migdash.errors import MigdashError, UnknownRevision
+from migdash.errors import AmbiguousHead, MigdashError, UnknownRevision
 
 
 @dataclass(frozen=True)
@@ -44,12 +45,6 @@ class RevisionNode:
     """Alembic's ``_normalized_down_revisions``: the parents its sort walks."""
     is_plain_step: bool
     """Exactly one versioned parent and no dependencies (Alembic's fast path)."""
-
-
-class AmbiguousHead(MigdashError):
-    """``head`` was asked for but the project (or branch) has several heads."""
-
-    hint = "Name the head (a revision id or branch_label@head), or use 'heads'."
 
 
 @dataclass(frozen=True)
@@ -214,30 +209,58 @@ class RevisionGraph:
 
 
 def build_graph(script_dir: ScriptDirectory, location: str) -> RevisionGraph:
-    """Copy a loaded ``ScriptDirectory`` into a :class:`RevisionGraph`."""
+    """Copy a loaded ``ScriptDirectory`` into a :class:`RevisionGraph` (in a child process)."""
+    return graph_from_data(location, graph_data(script_dir))
+
+
+def graph_data(script_dir: ScriptDirectory) -> dict[str, Any]:
+    """The revision map as plain JSON-able data: what a child process hands its parent.
+
+    Reading the map imports every revision file, so this runs only where
+    project code may run; :func:`graph_from_data` rebuilds the graph anywhere.
+    """
     revision_map = script_dir.revision_map
     scripts: list[Script] = [
         rev
         for key, rev in revision_map._revision_map.items()  # noqa: SLF001 - Alembic's load order
         if isinstance(rev, Script) and key == rev.revision
     ]
-    index = {script.revision: position for position, script in enumerate(scripts)}
-    nodes = {script.revision: _node_from_script(script) for script in scripts}
-    masks = _ancestor_masks(nodes, index)
-    labels = {label: rev.revision for rev in scripts for label in _declared_labels(rev)}
+    return {
+        "nodes": [asdict(_node_from_script(script)) for script in scripts],
+        "heads": list(revision_map.heads),
+        "real_heads": list(revision_map._real_heads),  # noqa: SLF001 - what "heads" resolves to
+        "bases": list(revision_map.bases),
+    }
+
+
+def graph_from_data(location: str, data: Mapping[str, Any]) -> RevisionGraph:
+    """Rebuild a :class:`RevisionGraph` from :func:`graph_data` (masks and history included)."""
+    nodes = {
+        raw["revision"]: RevisionNode(**{k: _tuple_fields(k, v) for k, v in raw.items()})
+        for raw in data["nodes"]
+    }
+    index = {rev: position for position, rev in enumerate(nodes)}
+    labels = {label: node.revision for node in nodes.values() for label in node.branch_labels}
     graph = RevisionGraph(
         location=location,
         nodes=nodes,
-        heads=tuple(revision_map.heads),
-        real_heads=tuple(revision_map._real_heads),  # noqa: SLF001 - what "heads" resolves to
-        bases=tuple(revision_map.bases),
+        heads=tuple(data["heads"]),
+        real_heads=tuple(data["real_heads"]),
+        bases=tuple(data["bases"]),
         labels=labels,
         _index=index,
-        _masks=masks,
+        _masks=_ancestor_masks(nodes, index),
     )
     history = tuple(graph.alembic_order(set(nodes), graph.real_heads))
     object.__setattr__(graph, "history", history)
     return graph
+
+
+_TUPLE_FIELDS = ("down_revisions", "depends_on", "branch_labels", "children", "ancestry")
+
+
+def _tuple_fields(name: str, value: Any) -> Any:
+    return tuple(value) if name in _TUPLE_FIELDS else value
 
 
 def _node_from_script(script: Script) -> RevisionNode:

@@ -6,7 +6,7 @@ from typing import Any
 
 from migdash.engine.actions import ActionResult, ActionSpec
 from migdash.errors import InvalidInput
-from migdash.jobs.preview import run_in_child
+from migdash.jobs.plans import run_in_child
 from migdash.store.models import Project, Target
 
 

@@ -16,10 +16,7 @@ def build_worker(services: Any) -> Worker:
     """A :class:`Worker` wired to the app's metadata DB, graph cache, probes and queue."""
     settings = services.settings
     worker = Worker(
-        services.sessions,
-        services.catalog,
-        services.probes,
-        services.queue,
+        services.jobs,
         WorkerSettings(heartbeat_timeout=settings["MIGDASH_JOB_HEARTBEAT_TIMEOUT"]),
     )
     services.queue.handler = worker.execute

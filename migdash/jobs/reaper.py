@@ -12,20 +12,20 @@ from datetime import timedelta
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from migdash.engine.catalog import GraphCatalog
-from migdash.engine.probe import ProbePool
-from migdash.jobs.requests import add_log, audit_job, move_job
+from migdash.jobs.context import JobServices
+from migdash.jobs.records import add_log, audit_job, move_job
 from migdash.status import refresh_status
 from migdash.store.models import Job, JobState, Target, TargetLease, utcnow
 
 
-def reap_interrupted(
-    session: Session, catalog: GraphCatalog, probes: ProbePool, ttl: timedelta
-) -> list[int]:
-    """Running jobs with no heartbeat for *ttl* become ``interrupted``; never re-run."""
+def reap_interrupted(session: Session, services: JobServices, ttl: timedelta) -> list[int]:
+    """Running jobs with no heartbeat for *ttl* become ``interrupted``; never re-run.
+
+    Flushes; the reaper pass (:meth:`Worker.reap`) commits.
+    """
     now = utcnow()
     stale = session.scalars(
-        sa.select(Job).where(Job.state == JobState.RUNNING.value, Job.heartbeat_at < now - ttl)
+        sa.select(Job).where(Job.state == JobState.RUNNING, Job.heartbeat_at < now - ttl)
     ).all()
     reaped = []
     for job in stale:
@@ -44,7 +44,7 @@ def reap_interrupted(
         session.execute(sa.delete(TargetLease).where(TargetLease.job_id == job.id))
         current = None
         if job.target is not None:
-            current = reprobe(session, catalog, probes, job.target)
+            current = reprobe(session, services, job.target)
             job.result_revisions = current
         audit_job(
             session,
@@ -65,18 +65,16 @@ def reap_interrupted(
             now,
         )
         reaped.append(job.id)
-    session.commit()
+    session.flush()
     return reaped
 
 
-def reprobe(
-    session: Session, catalog: GraphCatalog, probes: ProbePool, target: Target
-) -> list[str] | None:
+def reprobe(session: Session, services: JobServices, target: Target) -> list[str] | None:
     """The target's revisions after a job, or None when it cannot be read right now.
 
     None is honest where an empty list would claim the database sits at base.
     """
-    (report,) = refresh_status(session, catalog, probes, [target])
+    (report,) = refresh_status(session, services.catalog, services.probes, [target])
     if report.status.state.value == "unreachable":
         return None
     return list(report.status.current)

@@ -1,30 +1,53 @@
-"""Turn a person's request into job rows: validate, record who asked, cancel.
+"""The one path from "a person asks" to "a job exists": permission, plan, hold, audit, queue.
 
-Every function takes the actor and the time explicitly, so the web, the CLI
-and tests call the same code; none of them enqueue (the caller commits, then
-hands the ids to :class:`migdash.jobs.queue.JobQueue`).
+Web views, API routes and CLI commands all call these, so the rules (who
+may request, one pending job per target, the plan that was shown, which
+environments need approval, what is audited) live once.
+
+Transaction rule: nothing under ``migdash.jobs`` commits (except the worker
+loop and the reaper pass, which are boundaries themselves).  A request adds
+its job, its approval hold, its log lines and its ``job.request`` audit row
+to the caller's session and flushes; the boundary commits once, and only
+then does the job id reach the queue (:func:`enqueue_after_commit`).  A
+request therefore creates everything or nothing.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from migdash.engine.catalog import GraphCatalog
 from migdash.engine.graph import RevisionGraph
-from migdash.errors import Conflict, InvalidInput, NotFound
+from migdash.engine.revision_files import check_revision_request
+from migdash.errors import (
+    Conflict,
+    InvalidInput,
+    JobPending,
+    MigdashError,
+    NotFound,
+    TargetMoved,
+)
+from migdash.jobs.context import JobServices, enqueue_after_commit
+from migdash.jobs.plans import ActionPlan, make_plan
+from migdash.jobs.records import (
+    PROJECT_ACTIONS,
+    TARGET_ACTIONS,
+    add_log,
+    audit_job,
+    describe,
+    move_job,
+    pending_job,
+)
+from migdash.permissions import Permission, require
+from migdash.status import record_status
 from migdash.store import audit
-from migdash.store.models import Job, JobLogLine, JobState, Project, Target
-from migdash.store.queries import latest_snapshots
-from migdash.store.session import rows_changed
+from migdash.store.models import Environment, Job, JobState, Project, Role, Target
+from migdash.store.queries import find_targets
 
-TARGET_ACTIONS = ("upgrade", "downgrade", "stamp")
-PROJECT_ACTIONS = ("merge", "revision")
 RELATIVE = re.compile(r"^(?:[\w.-]+@)?[+-]\d+$")
 SYMBOLS = ("heads", "head", "base")
 
@@ -32,8 +55,8 @@ SYMBOLS = ("heads", "head", "base")
 def check_destination(graph: RevisionGraph, kind: str, revision: str) -> str:
     """Accept what Alembic would: heads, head, base, +N/-N, an id, a label, label@head.
 
-    ``head`` on a project with several heads is refused here, with the fix,
-    instead of failing inside the worker.
+    A cheap first check on the cached graph, so a typo is refused before a
+    child process is started; Alembic itself has the last word in the plan.
     """
     revision = revision.strip()
     if not revision:
@@ -44,6 +67,8 @@ def check_destination(graph: RevisionGraph, kind: str, revision: str) -> str:
         raise InvalidInput("upgrade to base makes no sense", hint="Did you mean downgrade base?")
     if kind == "downgrade" and revision in ("heads", "head"):
         raise InvalidInput("downgrade to heads makes no sense", hint="Did you mean upgrade?")
+    if kind == "upgrade" and revision.startswith("-") or kind == "downgrade" and "+" in revision:
+        raise InvalidInput(f"{kind} to {revision} goes the wrong way", hint="Use the other action.")
     if revision in SYMBOLS or RELATIVE.match(revision):
         if revision == "head":
             graph.resolve("head")  # raises AmbiguousHead with the list of heads
@@ -52,23 +77,68 @@ def check_destination(graph: RevisionGraph, kind: str, revision: str) -> str:
     return revision
 
 
+def refuse_if_pending(session: Session, target: Target) -> None:
+    """One pending target action at a time: a second one would be planned on a stale state."""
+    job = pending_job(session, target.id)
+    if job is not None:
+        raise JobPending(job.id, target.name, job.state)
+
+
 def request_target_action(
     session: Session,
-    catalog: GraphCatalog,
+    services: JobServices,
     target: Target,
     kind: str,
     revision: str,
     *,
     actor: str,
+    role: Role | str,
     now: datetime,
     purge: bool = False,
-) -> Job:
-    """Record an upgrade, downgrade or stamp of one target, queued."""
+    seen_plan: str | None = None,
+) -> Job | None:
+    """Plan *kind* of *target* and record the job: queued, or held for approval if protected.
+
+    Returns None, and records no job, when the plan has no step (the target
+    is already there): like ``alembic upgrade`` on an up-to-date database,
+    that is not an error.
+
+    :raises JobPending: the target already has a job waiting or running.
+    :raises TargetMoved: *seen_plan* is not the plan as it stands now.
+    :raises PlanRefused: Alembic refuses the walk.
+    """
+    require(role, Permission.REQUEST, actor=actor)
     if kind not in TARGET_ACTIONS:
         raise InvalidInput(f"unknown action {kind!r}", hint=f"One of {', '.join(TARGET_ACTIONS)}")
-    graph = catalog.graph(target.project.script_location)
-    revision = check_destination(graph, kind, revision)
-    snapshot = latest_snapshots(session, [target.id]).get(target.id)
+    refuse_if_pending(session, target)
+    plan = make_plan(services, target, kind, revision, purge=purge)
+    if plan.status is not None and plan.probe is not None:
+        record_status(session, target, plan.status, plan.probe, now)
+    if seen_plan and seen_plan != plan.hash:
+        raise TargetMoved(
+            f"the plan changed since you read it: the target is now at "
+            f"{', '.join(plan.current) or '<base>'}",
+            hint="Read the new plan and confirm again.",
+        )
+    if plan.nothing_to_do:
+        return None
+    job = _add_job(session, target, kind, revision, purge, plan, actor=actor, now=now)
+    _audit_request(session, job, plan, actor, now)
+    return job
+
+
+def _add_job(
+    session: Session,
+    target: Target,
+    kind: str,
+    revision: str,
+    purge: bool,
+    plan: ActionPlan,
+    *,
+    actor: str,
+    now: datetime,
+) -> Job:
+    protected = target.environment.protected
     job = Job(
         kind=kind,
         project_id=target.project_id,
@@ -78,44 +148,121 @@ def request_target_action(
         arguments={"revision": revision, "purge": purge},
         requested_by=actor,
         requested_at=now,
-        from_revisions=list(snapshot.current) if snapshot else [],
+        queued_at=None if protected else now,
+        state=JobState.AWAITING_APPROVAL if protected else JobState.QUEUED,
+        from_revisions=list(plan.current),
+        plan=plan.to_json(),
+        plan_hash=plan.hash,
     )
     session.add(job)
-    session.flush()
+    try:
+        session.flush()
+    except IntegrityError as exc:  # a concurrent request won the partial unique index
+        raise Conflict(
+            f"another request for target {target.name} was recorded at the same moment",
+            hint="Reload the target's page and look at its jobs.",
+        ) from exc
     add_log(session, job.id, f"requested by {actor}: {describe(job)}", now)
+    if protected:
+        needed = target.environment.required_approvals
+        add_log(
+            session,
+            job.id,
+            f"awaiting approval: the environment is protected ({needed} approval(s) needed)",
+            now,
+        )
+    else:
+        enqueue_after_commit(session, job.id)
     return job
+
+
+def _audit_request(session: Session, job: Job, plan: ActionPlan, actor: str, now: datetime) -> None:
+    audit_job(
+        session,
+        actor,
+        "job.request",
+        job,
+        now,
+        environment=job.target.environment.name if job.target else None,
+        from_revisions=list(plan.current),
+        to_revision=str(job.arguments.get("revision")),
+        sql=plan.sql,
+        detail={
+            "kind": job.kind,
+            "state": job.state.value,
+            "purge": bool(job.arguments.get("purge")),
+            "plan_hash": plan.hash,
+            "steps": [s.label for s in plan.steps],
+        },
+    )
+
+
+def request_environment_action(
+    session: Session,
+    services: JobServices,
+    environment: Environment,
+    project: Project,
+    kind: str,
+    revision: str,
+    *,
+    actor: str,
+    role: Role | str,
+    now: datetime,
+) -> list[Job]:
+    """One job per target of *project* in *environment* that needs one, all of them or none.
+
+    Every target is planned; if any cannot be (unreachable, pending job,
+    refused by Alembic), nothing is requested and the message lists each one.
+    Targets already there need no job.
+    """
+    require(role, Permission.REQUEST, actor=actor)
+    targets = find_targets(session, project=project.name, environment=environment.name)
+    if not targets:
+        raise NotFound(f"project {project.name} has no targets in {environment.name}")
+    jobs, problems = [], []
+    for target in targets:
+        try:
+            job = request_target_action(
+                session, services, target, kind, revision, actor=actor, role=role, now=now
+            )
+        except MigdashError as exc:
+            problems.append(f"{target.name}: {exc.message}")
+            continue
+        if job is not None:
+            jobs.append(job)
+    if problems:
+        raise Conflict(
+            f"nothing was requested; {len(problems)} of {len(targets)} target(s) cannot be "
+            f"planned: " + "; ".join(problems),
+            hint="Fix or leave out those targets (request them one by one), then try again.",
+        )
+    return jobs
 
 
 def request_project_action(
     session: Session,
-    catalog: GraphCatalog,
+    services: JobServices,
     project: Project,
     kind: str,
     arguments: dict[str, Any],
     *,
     actor: str,
+    role: Role | str,
     now: datetime,
     against: Target | None = None,
 ) -> Job:
-    """Record a merge or a new revision (optionally autogenerated against a target)."""
+    """A merge or a new revision file: these write files, not databases, so no approval.
+
+    Every text that will reach the file is checked first
+    (:func:`~migdash.engine.revision_files.check_revision_request`).
+    """
+    require(role, Permission.REQUEST, actor=actor)
     if kind not in PROJECT_ACTIONS:
         raise InvalidInput(f"unknown action {kind!r}")
-    graph = catalog.graph(project.script_location)
-    if kind == "merge":
-        heads = list(arguments.get("heads") or graph.heads)
-        if len(heads) < 2:
-            raise InvalidInput(
-                "a merge needs at least two heads",
-                hint=f"The project's heads: {', '.join(graph.heads)}",
-            )
-        for head in heads:
-            if head not in graph.heads:
-                raise InvalidInput(f"{head} is not a head of {project.name}")
-        arguments = {**arguments, "heads": heads}
-    if not (arguments.get("message") or "").strip():
-        raise InvalidInput("a message is required", hint="Say what the revision does.")
+    graph = services.catalog.graph(project.script_location)
+    arguments = check_revision_request(graph, kind, arguments)
     if arguments.get("autogenerate") and against is None:
-        raise InvalidInput("autogenerate needs a target to compare against")
+        raise InvalidInput("autogenerate needs a target to compare against", field="against")
     job = Job(
         kind=kind,
         project_id=project.id,
@@ -125,142 +272,40 @@ def request_project_action(
         arguments=arguments,
         requested_by=actor,
         requested_at=now,
+        queued_at=now,
     )
     session.add(job)
     session.flush()
     add_log(session, job.id, f"requested by {actor}: {describe(job)}", now)
-    return job
-
-
-def cancel_job(session: Session, job_id: int, *, actor: str, now: datetime) -> Job:
-    """Cancel a queued job; a job that already started cannot be cancelled."""
-    cancelled = move_job(
-        session, job_id, JobState.QUEUED, JobState.CANCELLED, finished_at=now, note=None
-    )
-    job = session.get(Job, job_id, populate_existing=True)
-    if job is None:
-        raise NotFound(f"no job {job_id}")
-    if not cancelled:
-        raise Conflict(f"job {job_id} is {job.state} and can no longer be cancelled")
-    add_log(session, job_id, f"cancelled by {actor}", now)
-    return job
-
-
-def move_job(
-    session: Session,
-    job_id: int,
-    from_state: JobState,
-    to_state: JobState,
-    *conditions: sa.ColumnElement[bool],
-    **values: Any,
-) -> bool:
-    """Compare-and-set a job's state: only a job still in *from_state* moves.
-
-    Every state change of a job goes through here, so "the row count decides"
-    (a job runs at most once, is approved or rejected once) is one rule.
-    """
-    statement = (
-        sa.update(Job)
-        .where(Job.id == job_id, Job.state == from_state.value, *conditions)
-        .values(state=to_state.value, **values)
-    )
-    return rows_changed(session, statement) == 1
-
-
-def audit_job(
-    session: Session,
-    actor: str,
-    action: str,
-    job: Job,
-    now: datetime,
-    **fields: Any,
-) -> None:
-    """An audit event about *job*: its project, target and id filled in from the row."""
     audit.record(
         session,
         actor,
-        action,
-        project=job.project_name,
-        target=job.target_name,
+        "job.request",
+        project=project.name,
+        target=against.name if against else None,
         job_id=job.id,
+        detail={"kind": kind, "message": arguments.get("message")},
         now=now,
-        **fields,
     )
-
-
-def add_log(session: Session, job_id: int, line: str, now: datetime) -> None:
-    session.add(JobLogLine(job_id=job_id, at=now, line=line))
-
-
-def get_job(session: Session, job_id: int) -> Job:
-    job = session.get(Job, job_id)
-    if job is None:
-        raise NotFound(f"no job {job_id}")
+    enqueue_after_commit(session, job.id)
     return job
 
 
-def list_jobs(
-    session: Session,
-    *,
-    state: str | None = None,
-    project: str | None = None,
-    target: str | None = None,
-    limit: int = 100,
-) -> Sequence[Job]:
-    query = sa.select(Job).order_by(Job.id.desc()).limit(limit)
-    if state:
-        query = query.where(Job.state == state)
-    if project:
-        query = query.where(Job.project_name == project)
-    if target:
-        query = query.where(Job.target_name == target)
-    return session.scalars(query).all()
-
-
-def job_log(session: Session, job_id: int, after: int = 0) -> Sequence[JobLogLine]:
-    return session.scalars(
-        sa.select(JobLogLine)
-        .where(JobLogLine.job_id == job_id, JobLogLine.id > after)
-        .order_by(JobLogLine.id)
-    ).all()
-
-
-def describe(job: Job) -> str:
-    """One line a person reads: "upgrade shop-eu to heads", "merge shop heads a, b"."""
-    args = job.arguments
-    if job.kind in TARGET_ACTIONS:
-        extra = " --purge" if args.get("purge") else ""
-        return f"{job.kind} {job.target_name} to {args.get('revision')}{extra}"
-    if job.kind == "merge":
-        heads = ", ".join(args.get("heads", []))
-        return f"merge {job.project_name} heads {heads}: {args.get('message')}"
-    auto = f" --autogenerate against {job.target_name}" if args.get("autogenerate") else ""
-    return f"revision {job.project_name} -m {args.get('message')!r}{auto}"
-
-
-def job_json(job: Job) -> dict[str, object]:
-    """A job as plain data, for ``--json`` and the API (no URLs: nothing secret)."""
-    return {
-        "id": job.id,
-        "kind": job.kind,
-        "project": job.project_name,
-        "target": job.target_name,
-        "arguments": job.arguments,
-        "state": job.state,
-        "note": job.note,
-        "requested_by": job.requested_by,
-        "requested_at": _iso(job.requested_at),
-        "started_at": _iso(job.started_at),
-        "finished_at": _iso(job.finished_at),
-        "worker": job.worker,
-        "from_revisions": job.from_revisions,
-        "result_revisions": job.result_revisions,
-        "failed_step": job.failed_step,
-        "error": job.error,
-        "output": job.output,
-        "plan_hash": job.plan_hash,
-    }
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return f"{moment.isoformat()}Z" if moment is not None else None
+def cancel_job(
+    session: Session, job_id: int, *, actor: str, role: Role | str, now: datetime, reason: str = ""
+) -> Job:
+    """Cancel a job that has not started (queued or awaiting approval); audited."""
+    require(role, Permission.REQUEST, actor=actor)
+    job = session.get(Job, job_id)
+    if job is None:
+        raise NotFound(f"no job {job_id}")
+    cancelled = any(
+        move_job(session, job_id, state, JobState.CANCELLED, finished_at=now, note=None)
+        for state in (JobState.QUEUED, JobState.AWAITING_APPROVAL)
+    )
+    session.refresh(job)
+    if not cancelled:
+        raise Conflict(f"job {job_id} is {job.state} and can no longer be cancelled")
+    add_log(session, job_id, f"cancelled by {actor}" + (f": {reason}" if reason else ""), now)
+    audit_job(session, actor, "job.cancel", job, now, detail={"reason": reason} if reason else {})
+    return job

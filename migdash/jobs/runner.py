@@ -10,26 +10,13 @@ worker never leaves a migration running unattended.
 
 from __future__ import annotations
 
-import ctypes
 import json
 import logging
 import os
-import signal
 import sys
 from pathlib import Path
 
-PR_SET_PDEATHSIG = 1
-
-
-def die_with_parent(expected_parent: int) -> None:
-    """Linux: SIGKILL this process when its parent exits (no-op elsewhere)."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != expected_parent:  # the parent died before prctl took effect
-        os.kill(os.getpid(), signal.SIGKILL)
+from migdash.engine.child import die_with_parent
 
 
 def main(argv: list[str]) -> int:

@@ -21,20 +21,22 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from migdash.engine.actions import ActionResult, ActionSpec, StepClock
-from migdash.engine.catalog import GraphCatalog
-from migdash.engine.probe import ProbePool
+from migdash.engine.child import child_environment, project_folder
+from migdash.engine.planning import PlannedStep
 from migdash.engine.scrub import scrub_text, url_secrets
+from migdash.jobs.context import JobServices
+from migdash.jobs.gate import approval_shortfall, gate_refusal
 from migdash.jobs.locks import AdvisoryLock, LeaseHolder, acquire_lease, release_lease, renew_lease
-from migdash.jobs.queue import JobQueue
 from migdash.jobs.reaper import reap_interrupted, reprobe
-from migdash.jobs.requests import TARGET_ACTIONS, add_log, audit_job, describe, move_job
+from migdash.jobs.records import TARGET_ACTIONS, add_log, audit_job, describe, move_job
+from migdash.status import probe_request
 from migdash.store.models import Job, JobLogLine, JobState, Project, Target, utcnow
 
 log = logging.getLogger(__name__)
@@ -58,18 +60,11 @@ class Worker:
     """Executes jobs for one worker process; safe to call from several threads."""
 
     def __init__(
-        self,
-        sessions: sessionmaker[Session],
-        catalog: GraphCatalog,
-        probes: ProbePool,
-        queue: JobQueue,
-        settings: WorkerSettings,
-        name: str | None = None,
+        self, services: JobServices, settings: WorkerSettings, name: str | None = None
     ) -> None:
-        self.sessions = sessions
-        self.catalog = catalog
-        self.probes = probes
-        self.queue = queue
+        self.services = services
+        self.sessions = services.sessions
+        self.queue = services.queue
         self.settings = settings
         self.name = name or worker_name()
 
@@ -82,7 +77,7 @@ class Worker:
         advisory: AdvisoryLock | None = None
         with self.sessions() as session:
             job = session.get(Job, job_id)
-            if job is None or job.state != JobState.QUEUED.value:
+            if job is None or job.state != JobState.QUEUED:
                 return
             target = job.target
             spec = build_spec(job)
@@ -109,6 +104,9 @@ class Worker:
                         "waiting for lock: another session holds the database's advisory lock",
                     )
                     return
+                if not self._passes_gate(session, job, target):
+                    advisory.release()
+                    return
             if not self._claim(session, job):
                 if target is not None:
                     release_lease(session, target.id, job.id)
@@ -127,6 +125,20 @@ class Worker:
                 with self.sessions() as session:
                     release_lease(session, target_id, job_id)
                     session.commit()
+
+    def _passes_gate(self, session: Session, job: Job, target: Target) -> bool:
+        """Probe the target under its lock and check the gate; refuse the job if it fails."""
+        probe = self.services.probes.probe(probe_request(target))
+        if probe.error is not None:
+            self._fail_unreachable(session, job, target.id, probe.error)
+            return False
+        reason = gate_refusal(session, job, tuple(probe.current))
+        if reason is None:
+            return True
+        refuse_job(session, job, reason, actor=self.name, now=utcnow())
+        release_lease(session, target.id, job.id)
+        session.commit()
+        return False
 
     def _fail_unreachable(self, session: Session, job: Job, target_id: int, reason: str) -> None:
         """Fail a job whose target cannot be reached, without running it.
@@ -177,10 +189,7 @@ class Worker:
             note=None,
         )
         if claimed:
-            waited = (now - job.requested_at).total_seconds()
-            add_log(
-                session, job.id, f"started on {self.name} after {waited:.1f} s in the queue", now
-            )
+            add_log(session, job.id, f"started on {self.name} {waiting_times(job, now)}", now)
             audit_job(
                 session,
                 self.name,
@@ -223,7 +232,8 @@ class Worker:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 text=True,
-                cwd=_working_directory(spec),
+                cwd=project_folder(spec.script_location),
+                env=child_environment(),
                 bufsize=1,
             ) as process:  # closes the pipes: a long-lived worker must not leak a fd per job
                 beat.start()
@@ -287,8 +297,10 @@ class Worker:
             assert job is not None
             current: list[str] | None = None
             if target_id is not None and job.target is not None:
-                current = reprobe(session, self.catalog, self.probes, job.target)
+                current = reprobe(session, self.services, job.target)
             state = JobState.SUCCEEDED if result.ok else JobState.FAILED
+            if result.refused:
+                state = JobState.REFUSED
             failed_step = None if result.ok else (clock.current or result.failed_step)
             error = None
             if not result.ok:
@@ -315,7 +327,7 @@ class Worker:
                 audit_job(
                     session,
                     self.name,
-                    "job.end",
+                    "job.refused" if result.refused else "job.end",
                     job,
                     now,
                     from_revisions=job.from_revisions,
@@ -324,25 +336,78 @@ class Worker:
                 )
                 where = f" at step {failed_step}" if failed_step else ""
                 verdict = "succeeded" if result.ok else f"failed{where}"
+                if result.refused:
+                    verdict = f"refused before its first step: {result.error}"
                 add_log(session, job_id, f"{describe(job)} {verdict} in {took:.1f} s{at}", now)
             session.commit()
 
     def reap(self) -> list[int]:
         """Mark jobs whose heartbeat lapsed as interrupted, free their leases; re-probe."""
         with self.sessions() as session:
-            return reap_interrupted(session, self.catalog, self.probes, self.ttl)
+            reaped = reap_interrupted(session, self.services, self.ttl)
+            session.commit()
+            return reaped
 
     def requeue_stale(self) -> int:
-        """Submit again queued jobs that have waited longer than ``requeue_after``."""
+        """Submit again queued jobs that waited longer than ``requeue_after`` (a lost message).
+
+        A job the approval gate would refuse is refused here instead, never
+        re-submitted.
+        """
         cutoff = utcnow() - timedelta(seconds=self.settings.requeue_after)
         with self.sessions() as session:
-            ids = session.scalars(
-                sa.select(Job.id).where(
-                    Job.state == JobState.QUEUED.value, Job.requested_at < cutoff
+            stale = session.scalars(
+                sa.select(Job).where(
+                    Job.state == JobState.QUEUED,
+                    sa.func.coalesce(Job.queued_at, Job.requested_at) < cutoff,
                 )
             ).all()
-        self.queue.submit(ids)
-        return len(ids)
+            ready = []
+            for job in stale:
+                reason = approval_shortfall(session, job) if job.kind in TARGET_ACTIONS else None
+                if reason is None:
+                    ready.append(job.id)
+                else:
+                    refuse_job(session, job, reason, actor="reaper", now=utcnow())
+            session.commit()
+        self.queue.submit(ready)
+        return len(ready)
+
+
+def refuse_job(session: Session, job: Job, reason: str, *, actor: str, now: datetime) -> bool:
+    """End a queued job ``refused`` with *reason*: the gate said no, nothing ran."""
+    refused = move_job(
+        session,
+        job.id,
+        JobState.QUEUED,
+        JobState.REFUSED,
+        finished_at=now,
+        note=None,
+        error=f"refused: {reason}; nothing was run. Request it again for a new plan.",
+    )
+    if refused:
+        add_log(session, job.id, f"refused before running: {reason}; nothing was run", now)
+        audit_job(
+            session,
+            actor,
+            "job.refused",
+            job,
+            now,
+            from_revisions=job.from_revisions,
+            to_revision=_destination(job),
+            detail={"kind": job.kind, "reason": reason},
+        )
+    return refused
+
+
+def waiting_times(job: Job, started: datetime) -> str:
+    """ "after 0.4 s in the queue", or "after 3.0 s waiting for approval and 0.4 s in the queue"."""
+    queued = job.queued_at or job.requested_at
+    in_queue = (started - queued).total_seconds()
+    approval = (queued - job.requested_at).total_seconds()
+    if approval > 0:
+        return f"after {approval:.1f} s waiting for approval and {in_queue:.1f} s in the queue"
+    return f"after {in_queue:.1f} s in the queue"
 
 
 def build_spec(job: Job) -> ActionSpec:
@@ -365,7 +430,15 @@ def build_spec(job: Job) -> ActionSpec:
         branch_label=args.get("branch_label") or None,
         depends_on=tuple(args.get("depends_on") or ()),
         autogenerate=bool(args.get("autogenerate")),
+        expected_steps=_expected_steps(job),
     )
+
+
+def _expected_steps(job: Job) -> tuple[PlannedStep, ...] | None:
+    """The approved steps a target action must match (None for merge and revision)."""
+    if job.kind not in TARGET_ACTIONS:
+        return None
+    return tuple(PlannedStep.from_json(s) for s in (job.plan or {}).get("steps", []))
 
 
 def _destination(job: Job) -> str | None:
@@ -383,10 +456,3 @@ def _holder_note(holder: LeaseHolder) -> str:
 def _append(lines: list[tuple[float, str]], lock: threading.Lock, text: str) -> None:
     with lock:
         lines.append((time.time(), text))
-
-
-def _working_directory(spec: ActionSpec) -> str:
-    """Run where the project lives, so ``prepend_sys_path = .`` means what its authors meant."""
-    location = Path(spec.script_location)
-    folder = location.parent if location.is_file() else location.parent
-    return str(folder) if folder.is_dir() else os.getcwd()

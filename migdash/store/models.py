@@ -39,6 +39,18 @@ class Base(DeclarativeBase):
     type_annotation_map = {dict[str, Any]: sa.JSON, list[str]: sa.JSON}
 
 
+def enum_column(enum: type[StrEnum], length: int = 20) -> sa.Enum:
+    """A StrEnum column stored as its values in a VARCHAR (the CHECKs live in the schema)."""
+    return sa.Enum(
+        enum,
+        native_enum=False,
+        create_constraint=False,
+        length=length,
+        values_callable=lambda members: [m.value for m in members],
+        validate_strings=False,
+    )
+
+
 class Role(StrEnum):
     """What a user may do; each role includes the ones before it."""
 
@@ -141,7 +153,7 @@ class User(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(sa.String(100), unique=True)
     password_hash: Mapped[str] = mapped_column(sa.String(300))
-    role: Mapped[str] = mapped_column(sa.String(20), default=Role.VIEWER.value)
+    role: Mapped[Role] = mapped_column(enum_column(Role), default=Role.VIEWER)
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -177,10 +189,25 @@ class JobState(StrEnum):
     CANCELLED = "cancelled"
     INTERRUPTED = "interrupted"
     REJECTED = "rejected"
+    REFUSED = "refused"
+    """The gate said no right before running (approvals missing, plan changed); nothing ran."""
 
     @property
     def terminal(self) -> bool:
         return self not in (JobState.AWAITING_APPROVAL, JobState.QUEUED, JobState.RUNNING)
+
+
+JOB_STATES_SQL = ", ".join(f"'{s.value}'" for s in JobState)
+NOT_STARTED_SQL = "'awaiting_approval', 'queued', 'cancelled', 'rejected', 'refused'"
+PENDING_TARGET_JOB_SQL = (
+    "state IN ('awaiting_approval', 'queued', 'running') "
+    "AND kind IN ('upgrade', 'downgrade', 'stamp') AND target_id IS NOT NULL"
+)
+
+
+class ApprovalDecision(StrEnum):
+    APPROVED = "approved"
+    REJECTED = "rejected"
 
 
 class Job(Base):
@@ -188,23 +215,16 @@ class Job(Base):
 
     __tablename__ = "job"
     __table_args__ = (
+        sa.CheckConstraint(f"state IN ({JOB_STATES_SQL})", name="state"),
         sa.CheckConstraint(
-            "state IN ('awaiting_approval', 'queued', 'running', 'succeeded', 'failed', "
-            "'cancelled', 'interrupted', 'rejected')",
-            name="state",
-        ),
-        sa.CheckConstraint(
-            "state IN ('awaiting_approval', 'queued', 'cancelled', 'rejected') "
-            "OR started_at IS NOT NULL",
-            name="started",
+            f"state IN ({NOT_STARTED_SQL}) OR started_at IS NOT NULL", name="started"
         ),
         sa.Index(
-            "uq_job_one_pending_approval",
+            "uq_job_one_pending_per_target",
             "target_id",
-            "kind",
             unique=True,
-            sqlite_where=sa.text("state = 'awaiting_approval'"),
-            postgresql_where=sa.text("state = 'awaiting_approval'"),
+            sqlite_where=sa.text(PENDING_TARGET_JOB_SQL),
+            postgresql_where=sa.text(PENDING_TARGET_JOB_SQL),
         ),
         sa.Index("ix_job_state", "state"),
         sa.Index("ix_job_target", "target_id", "id"),
@@ -218,11 +238,13 @@ class Job(Base):
     """Copied at request time so history survives the project's removal."""
     target_name: Mapped[str | None] = mapped_column(sa.String(100))
     arguments: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    state: Mapped[str] = mapped_column(sa.String(20), default=JobState.QUEUED.value)
+    state: Mapped[JobState] = mapped_column(enum_column(JobState), default=JobState.QUEUED)
     note: Mapped[str | None] = mapped_column(sa.String(500))
     """Why a queued job has not started (e.g. waiting for another job's lock)."""
     requested_by: Mapped[str] = mapped_column(sa.String(100))
     requested_at: Mapped[datetime] = mapped_column(default=utcnow)
+    queued_at: Mapped[datetime | None] = mapped_column()
+    """When the job entered the queue: at request, or when its last approval came in."""
     started_at: Mapped[datetime | None] = mapped_column()
     finished_at: Mapped[datetime | None] = mapped_column()
     heartbeat_at: Mapped[datetime | None] = mapped_column()
@@ -234,7 +256,9 @@ class Job(Base):
     output: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
     """What the action produced: new file, detected operations, step timings."""
     plan_hash: Mapped[str | None] = mapped_column(sa.String(64))
-    """SHA-256 of the plan (offline SQL) approvers must have seen; renewed if the target moves."""
+    """SHA-256 of the plan approvers saw (``jobs.plans.plan_hash``); renewed if the target moves."""
+    plan: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
+    """The planned steps, their files' digests and where they start (``ActionPlan.to_json``)."""
 
     project: Mapped[Project | None] = relationship()
     target: Mapped[Target | None] = relationship()
@@ -278,7 +302,7 @@ class Approval(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     job_id: Mapped[int] = mapped_column(sa.ForeignKey("job.id", ondelete="CASCADE"))
-    decision: Mapped[str] = mapped_column(sa.String(20))
+    decision: Mapped[ApprovalDecision] = mapped_column(enum_column(ApprovalDecision))
     decided_by: Mapped[str] = mapped_column(sa.String(100))
     decided_at: Mapped[datetime] = mapped_column(default=utcnow)
     comment: Mapped[str] = mapped_column(sa.Text, default="")

@@ -71,7 +71,7 @@ def create_user(session: Session, username: str, password: str, role: Role = Rol
     check_new_password(password)
     if session.scalar(sa.select(User.id).where(User.username == username)) is not None:
         raise Conflict(f"a user named {username!r} already exists")
-    user = User(username=username, password_hash=generate_password_hash(password), role=role.value)
+    user = User(username=username, password_hash=generate_password_hash(password), role=Role(role))
     session.add(user)
     session.flush()
     return user
@@ -114,7 +114,7 @@ def set_password(session: Session, user: User, password: str) -> None:
 
 
 def set_role(session: Session, user: User, role: Role) -> None:
-    user.role = Role(role).value
+    user.role = Role(role)
     session.flush()
 
 

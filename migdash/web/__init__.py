@@ -28,9 +28,11 @@ def register_web(app: Flask) -> None:
     )
     from migdash.web.db import close_session
     from migdash.web.errors import register_error_handlers
+    from migdash.web.inputs import install_input_limits
     from migdash.web.security import register_security
     from migdash.web.templating import register_templating
 
+    install_input_limits(app)
     for module in (
         auth,
         overview,

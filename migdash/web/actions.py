@@ -2,21 +2,34 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, make_response, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    flash,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_login import current_user
 
+from migdash.engine.revision_files import check_revision_request
 from migdash.errors import InvalidInput
-from migdash.jobs import requests as job_requests
-from migdash.jobs.preview import preview_sql
-from migdash.jobs.submit import (
-    submit_environment_action,
-    submit_project_action,
-    submit_target_action,
+from migdash.jobs.autogenerate import preview_autogenerate
+from migdash.jobs.plans import make_plan
+from migdash.jobs.records import TARGET_ACTIONS
+from migdash.jobs.requests import (
+    check_destination,
+    request_environment_action,
+    request_project_action,
+    request_target_action,
 )
 from migdash.permissions import Permission
 from migdash.services import services_of
-from migdash.status import cached_status, project_graph
+from migdash.status import cached_status, project_graph, record_status
 from migdash.store import registry
+from migdash.store.models import utcnow
 from migdash.store.queries import find_targets
 from migdash.web.auth import requires
 from migdash.web.db import db
@@ -26,29 +39,32 @@ bp = Blueprint("actions", __name__, url_prefix="/actions")
 
 def _action_args() -> tuple[str, str, bool]:
     kind = request.values.get("action", "upgrade")
-    if kind not in job_requests.TARGET_ACTIONS:
-        raise InvalidInput(f"unknown action {kind!r}")
-    return kind, request.values.get("revision", "heads").strip(), request.values.get("purge") == "y"
+    if kind not in TARGET_ACTIONS:
+        raise InvalidInput(f"unknown action {kind!r}", field="action")
+    revision = request.values.get("revision", "heads").strip()
+    return kind, revision, request.values.get("purge") == "y"
 
 
 @bp.get("/targets/<name>")
 @requires(Permission.REQUEST)
 def plan_target(name: str) -> str:
-    """The confirm page: current -> destination, the revisions, the offline SQL, warnings."""
+    """The confirm page: current -> destination, the steps, the offline SQL, warnings."""
     session, services = db(), services_of()
     target = registry.get_target(session, name)
     kind, revision, purge = _action_args()
-    graph = services.catalog.graph(target.project.script_location)
-    job_requests.check_destination(graph, kind, revision)
-    preview = preview_sql(session, services.catalog, services.probes, target, kind, revision)
+    plan = make_plan(services.jobs, target, kind, revision, purge=purge)
+    if plan.status is not None and plan.probe is not None:
+        record_status(session, target, plan.status, plan.probe, utcnow())
+    session.commit()
     return render_template(
         "actions/plan.html",
         target=target,
         kind=kind,
         revision=revision,
         purge=purge,
-        preview=preview,
-        graph=graph,
+        plan=plan,
+        graph=services.catalog.graph(target.project.script_location),
+        dialect=target.url.split(":", 1)[0].split("+", 1)[0],
     )
 
 
@@ -57,14 +73,18 @@ def plan_target(name: str) -> str:
 def plan_sql(name: str) -> Response:
     session, services = db(), services_of()
     target = registry.get_target(session, name)
-    kind, revision, _ = _action_args()
-    preview = preview_sql(session, services.catalog, services.probes, target, kind, revision)
-    if preview.sql is None:
-        raise InvalidInput(preview.error or "this plan has no SQL (stamp runs no DDL)")
-    response = make_response(preview.sql)
+    kind, revision, purge = _action_args()
+    plan = make_plan(services.jobs, target, kind, revision, purge=purge)
+    if plan.sql is None:
+        raise InvalidInput(
+            plan.sql_error or ("stamp runs no DDL" if kind == "stamp" else "this plan has no SQL")
+        )
+    response = make_response(plan.sql)
     response.mimetype = "application/sql"
-    filename = f"{target.name}-{kind}-{revision.replace(':', '_')}.sql"
-    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in revision)
+    response.headers["Content-Disposition"] = (
+        f'attachment; filename="{target.name}-{kind}-{safe}.sql"'
+    )
     return response
 
 
@@ -74,18 +94,22 @@ def request_target(name: str) -> Response:
     session, services = db(), services_of()
     target = registry.get_target(session, name)
     kind, revision, purge = _action_args()
-    job = submit_target_action(
+    job = request_target_action(
         session,
-        services.catalog,
-        services.probes,
-        services.queue,
+        services.jobs,
         target,
         kind,
         revision,
         actor=current_user.username,
         role=current_user.role,
+        now=utcnow(),
         purge=purge,
+        seen_plan=request.form.get("plan_hash") or None,
     )
+    session.commit()
+    if job is None:
+        flash(f"Nothing to do: {target.name} is already at {revision}.")
+        return redirect(url_for("targets.detail", name=target.name))
     return redirect(url_for("jobs.detail", job_id=job.id))
 
 
@@ -98,22 +122,22 @@ def environment() -> str | Response:
     project = registry.get_project(session, request.values.get("project", ""))
     kind, revision, _ = _action_args()
     if request.method == "POST":
-        submit_environment_action(
+        request_environment_action(
             session,
-            services.catalog,
-            services.probes,
-            services.queue,
+            services.jobs,
             env,
             project,
             kind,
             revision,
             actor=current_user.username,
             role=current_user.role,
+            now=utcnow(),
         )
+        session.commit()
         return redirect(url_for("jobs.index", project=project.name))
     graph, problem = project_graph(services.catalog, project)
     if graph is not None:
-        job_requests.check_destination(graph, kind, revision)
+        check_destination(graph, kind, revision)
     reports = cached_status(
         session, find_targets(session, project=project.name, environment=env.name)
     )
@@ -134,16 +158,17 @@ def environment() -> str | Response:
 def merge(name: str) -> Response:
     session, services = db(), services_of()
     project = registry.get_project(session, name)
-    job = submit_project_action(
+    job = request_project_action(
         session,
-        services.catalog,
-        services.queue,
+        services.jobs,
         project,
         "merge",
         {"message": request.form.get("message", ""), "heads": request.form.getlist("heads")},
         actor=current_user.username,
         role=current_user.role,
+        now=utcnow(),
     )
+    session.commit()
     return redirect(url_for("jobs.detail", job_id=job.id))
 
 
@@ -159,29 +184,30 @@ def revision(name: str) -> str | Response:
         "message": request.form.get("message", ""),
         "head": request.form.get("head") or None,
         "branch_label": request.form.get("branch_label") or None,
-        "depends_on": [d for d in request.form.get("depends_on", "").split(",") if d.strip()],
+        "depends_on": request.form.get("depends_on", ""),
         "autogenerate": request.form.get("autogenerate") == "y",
     }
     if arguments["autogenerate"] and request.form.get("confirmed") != "y":
-        from migdash.jobs.autogenerate import preview_autogenerate
-
-        result = preview_autogenerate(project, against, arguments)
+        graph = services.catalog.graph(project.script_location)
+        checked = check_revision_request(graph, "revision", arguments)
+        result = preview_autogenerate(project, against, checked)
         return render_template(
             "actions/autogenerate.html",
             project=project,
             against=against,
-            arguments=arguments,
+            arguments=checked,
             result=result,
         )
-    job = submit_project_action(
+    job = request_project_action(
         session,
-        services.catalog,
-        services.queue,
+        services.jobs,
         project,
         "revision",
         arguments,
         actor=current_user.username,
         role=current_user.role,
+        now=utcnow(),
         against=against,
     )
+    session.commit()
     return redirect(url_for("jobs.detail", job_id=job.id))

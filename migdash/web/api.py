@@ -12,18 +12,15 @@ from functools import wraps
 from typing import Any, TypeVar
 
 from flask import Blueprint, Response, g, jsonify, request
-from werkzeug.exceptions import HTTPException
 
-from migdash.engine.graph import AmbiguousHead
 from migdash.engine.scrub import mask_url
-from migdash.errors import Conflict, InvalidInput, MigdashError, NotFound, UnknownRevision
+from migdash.errors import InvalidInput
 from migdash.jobs import approvals
-from migdash.jobs import requests as job_requests
-from migdash.jobs.approvals import TargetMoved
-from migdash.jobs.requests import job_json
-from migdash.jobs.submit import cancel as cancel_job
-from migdash.jobs.submit import submit_target_action
-from migdash.permissions import Forbidden, FourEyesViolation, Permission, require
+from migdash.jobs.approvals import current_plan
+from migdash.jobs.records import TARGET_ACTIONS, get_job, job_json, list_jobs
+from migdash.jobs.records import job_log as read_log
+from migdash.jobs.requests import cancel_job, request_target_action
+from migdash.permissions import Permission, require
 from migdash.services import services_of
 from migdash.status import cached_status, refresh_status
 from migdash.store import registry
@@ -31,45 +28,11 @@ from migdash.store.models import utcnow
 from migdash.store.queries import find_targets
 from migdash.store.tokens import authenticate_token
 from migdash.web.db import db
+from migdash.web.errors import json_error
+from migdash.web.inputs import bool_field, int_arg, json_object, text_field
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 F = TypeVar("F", bound=Callable[..., Any])
-
-ERROR_CODES: list[tuple[type[Exception], str, int]] = [
-    (FourEyesViolation, "four_eyes", 403),
-    (Forbidden, "forbidden", 403),
-    (TargetMoved, "target_moved", 409),
-    (UnknownRevision, "unknown_revision", 404),
-    (NotFound, "not_found", 404),
-    (AmbiguousHead, "ambiguous_head", 400),
-    (InvalidInput, "invalid_input", 400),
-    (Conflict, "conflict", 409),
-    (MigdashError, "error", 400),
-]
-
-
-def error_response(code: str, message: str, status: int, hint: str = "") -> Response:
-    response = jsonify({"error": {"code": code, "message": message, "hint": hint}})
-    response.status_code = status
-    return response
-
-
-@bp.errorhandler(Exception)
-def handle_error(error: Exception) -> Response:
-    for kind, code, status in ERROR_CODES:
-        if isinstance(error, kind):
-            assert isinstance(error, MigdashError)
-            return error_response(code, error.message, status, error.hint)
-    if isinstance(error, HTTPException):
-        return error_response(
-            (error.name or "http").lower().replace(" ", "_"),
-            error.description or "",
-            error.code or 500,
-        )
-    import logging
-
-    logging.getLogger(__name__).exception("API error")
-    return error_response("internal", "internal error; nothing was changed by this request", 500)
 
 
 @bp.before_request
@@ -78,7 +41,7 @@ def authenticate() -> Response | None:
     scheme, _, token = header.partition(" ")
     user = authenticate_token(db(), token.strip(), utcnow()) if scheme.lower() == "bearer" else None
     if user is None:
-        return error_response(
+        return json_error(
             "unauthorized",
             "a valid API token is required",
             401,
@@ -100,13 +63,6 @@ def permission(needed: Permission) -> Callable[[F], F]:
         return wrapped  # type: ignore[return-value]
 
     return decorate
-
-
-def body() -> dict[str, Any]:
-    data = request.get_json(silent=True)
-    if not isinstance(data, dict):
-        raise InvalidInput("the request body must be a JSON object")
-    return data
 
 
 @bp.get("/status")
@@ -144,11 +100,12 @@ def targets() -> Response:
 @bp.get("/jobs")
 @permission(Permission.VIEW)
 def jobs() -> Response:
-    rows = job_requests.list_jobs(
+    rows = list_jobs(
         db(),
         state=request.args.get("state"),
         project=request.args.get("project"),
         target=request.args.get("target"),
+        limit=int_arg("limit", 100, low=1, high=1000),
     )
     return jsonify([job_json(j) for j in rows])
 
@@ -156,40 +113,68 @@ def jobs() -> Response:
 @bp.post("/jobs")
 @permission(Permission.REQUEST)
 def create_job() -> tuple[Response, int]:
-    data = body()
+    data = json_object()
     session, services = db(), services_of()
-    target = registry.get_target(session, str(data.get("target", "")))
-    job = submit_target_action(
+    target = registry.get_target(session, text_field(data, "target", required=True, limit=100))
+    action = text_field(data, "action", required=True, limit=20)
+    if action not in TARGET_ACTIONS:
+        raise InvalidInput(
+            f"action must be one of {', '.join(TARGET_ACTIONS)}, not {action[:20]!r}",
+            field="action",
+        )
+    job = request_target_action(
         session,
-        services.catalog,
-        services.probes,
-        services.queue,
+        services.jobs,
         target,
-        str(data.get("action", "")),
-        str(data.get("revision", "")),
+        action,
+        text_field(data, "revision", required=True, limit=200),
         actor=g.api_user.username,
         role=g.api_user.role,
-        purge=bool(data.get("purge")),
+        now=utcnow(),
+        purge=bool_field(data, "purge"),
+        seen_plan=text_field(data, "plan_hash", limit=64) or None,
     )
+    session.commit()
+    if job is None:
+        return jsonify({"job": None, "nothing_to_do": True, "target": target.name}), 200
     return jsonify(job_json(job)), 201
 
 
 @bp.get("/jobs/<int:job_id>")
 @permission(Permission.VIEW)
 def job(job_id: int) -> Response:
-    return jsonify(job_json(job_requests.get_job(db(), job_id)))
+    return jsonify(job_json(get_job(db(), job_id)))
+
+
+@bp.get("/jobs/<int:job_id>/plan")
+@permission(Permission.VIEW)
+def job_plan(job_id: int) -> Response:
+    """The job's plan made afresh now: what an approver reviews (steps, SQL, plan_hash)."""
+    session, services = db(), services_of()
+    plan = current_plan(services.jobs, get_job(session, job_id))
+    return jsonify(
+        {
+            "job": job_id,
+            "plan_hash": plan.hash,
+            "current": list(plan.current),
+            "steps": [s.label for s in plan.steps],
+            "sql": plan.sql,
+            "sql_error": plan.sql_error,
+            "warnings": list(plan.warnings),
+        }
+    )
 
 
 @bp.get("/jobs/<int:job_id>/log")
 @permission(Permission.VIEW)
 def job_log(job_id: int) -> Response:
     session = db()
-    job_requests.get_job(session, job_id)
-    after = request.args.get("after", 0, type=int)
+    get_job(session, job_id)
+    after = int_arg("after", 0)
     return jsonify(
         [
             {"id": line.id, "at": line.at.isoformat() + "Z", "line": line.line}
-            for line in job_requests.job_log(session, job_id, after)
+            for line in read_log(session, job_id, after)
         ]
     )
 
@@ -197,7 +182,9 @@ def job_log(job_id: int) -> Response:
 @bp.post("/jobs/<int:job_id>/cancel")
 @permission(Permission.REQUEST)
 def cancel(job_id: int) -> Response:
-    job = cancel_job(db(), job_id, actor=g.api_user.username, role=g.api_user.role)
+    session = db()
+    job = cancel_job(session, job_id, actor=g.api_user.username, role=g.api_user.role, now=utcnow())
+    session.commit()
     return jsonify(job_json(job))
 
 
@@ -210,22 +197,21 @@ def pending_approvals() -> Response:
 @bp.post("/jobs/<int:job_id>/approve")
 @permission(Permission.APPROVE)
 def approve(job_id: int) -> Response:
-    data = request.get_json(silent=True) or {}
+    """Approve the plan with the ``plan_hash`` the caller reviewed (required)."""
+    data = json_object()
     session, services = db(), services_of()
     decision = approvals.approve(
         session,
-        services.catalog,
-        services.probes,
+        services.jobs,
         job_id,
         actor=g.api_user.username,
         role=g.api_user.role,
-        comment=str(data.get("comment", "")),
-        seen_plan=data.get("plan_hash"),
+        comment=text_field(data, "comment", limit=500),
+        seen_plan=text_field(data, "plan_hash", limit=64) or None,
         now=utcnow(),
+        require_seen_plan=True,
     )
     session.commit()
-    if decision.queued:
-        services.queue.submit([job_id])
     return jsonify(
         {
             **job_json(decision.job),
@@ -238,14 +224,14 @@ def approve(job_id: int) -> Response:
 @bp.post("/jobs/<int:job_id>/reject")
 @permission(Permission.APPROVE)
 def reject(job_id: int) -> Response:
-    data = request.get_json(silent=True) or {}
+    data = json_object(required=False)
     session = db()
     job = approvals.reject(
         session,
         job_id,
         actor=g.api_user.username,
         role=g.api_user.role,
-        comment=str(data.get("comment", "")),
+        comment=text_field(data, "comment", limit=500),
         now=utcnow(),
     )
     session.commit()

@@ -5,11 +5,14 @@ from __future__ import annotations
 from flask import Blueprint, Response, redirect, render_template, request, url_for
 from flask_login import current_user
 
+from migdash.errors import PlanRefused, TargetMoved, TargetUnreachable
 from migdash.jobs import approvals
-from migdash.jobs.approvals import TargetMoved, plan_fingerprint
-from migdash.jobs.requests import describe, get_job
+from migdash.jobs.gate import approvals_for
+from migdash.jobs.plans import ActionPlan
+from migdash.jobs.records import describe, get_job
 from migdash.permissions import Permission
 from migdash.services import services_of
+from migdash.status import project_graph
 from migdash.store.models import JobState, utcnow
 from migdash.web.auth import requires
 from migdash.web.db import db
@@ -26,29 +29,35 @@ def index() -> str:
         "approvals/index.html",
         jobs=waiting,
         describe=describe,
-        decisions={j.id: approvals.decisions(session, j.id) for j in waiting},
+        counts={j.id: approvals_for(session, j, j.plan_hash) for j in waiting},
     )
 
 
 @bp.get("/<int:job_id>")
 @requires(Permission.VIEW)
 def review(job_id: int, notice: str | None = None, status: int = 200) -> tuple[str, int]:
-    """Target, current -> requested revision, the revisions, the SQL; re-planned on every view."""
+    """Target, current -> requested revision, the steps, the SQL; re-planned on every view."""
     session, services = db(), services_of()
     job = get_job(session, job_id)
-    preview = None
-    if job.state == JobState.AWAITING_APPROVAL.value:
-        preview = approvals.current_plan(session, services.catalog, services.probes, job)
-    graph = services.catalog.graph(job.project.script_location) if job.project else None
+    plan: ActionPlan | None = None
+    plan_error = None
+    if job.state == JobState.AWAITING_APPROVAL:
+        try:
+            plan = approvals.current_plan(services.jobs, job)
+        except (TargetUnreachable, PlanRefused) as exc:
+            plan_error = exc.message
+    graph = project_graph(services.catalog, job.project)[0] if job.project else None
     page = render_template(
         "approvals/review.html",
         job=job,
-        preview=preview,
+        plan=plan,
+        plan_error=plan_error,
+        plan_changed=plan is not None and plan.hash != job.plan_hash,
         graph=graph,
         describe=describe,
-        plan_hash=plan_fingerprint(preview) if preview else None,
         notice=notice,
         decisions=approvals.decisions(session, job_id),
+        approved=approvals_for(session, job, job.plan_hash),
         required=job.target.environment.required_approvals if job.target else 1,
     )
     return page, status
@@ -61,8 +70,7 @@ def approve(job_id: int) -> Response | tuple[str, int]:
     try:
         decision = approvals.approve(
             session,
-            services.catalog,
-            services.probes,
+            services.jobs,
             job_id,
             actor=current_user.username,
             role=current_user.role,
@@ -71,11 +79,10 @@ def approve(job_id: int) -> Response | tuple[str, int]:
             now=utcnow(),
         )
     except TargetMoved as moved:
-        session.rollback()
+        session.commit()  # the renewed plan is kept: old approvals stop counting
         return review(job_id, notice=f"{moved.message}. {moved.hint}", status=409)
     session.commit()
     if decision.queued:
-        services.queue.submit([job_id])
         return redirect(url_for("jobs.detail", job_id=job_id))
     return redirect(url_for("approvals.review", job_id=job_id))
 

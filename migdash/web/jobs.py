@@ -6,10 +6,10 @@ from flask import Blueprint, request
 from flask_login import current_user
 from werkzeug.wrappers import Response
 
-from migdash.jobs import requests as job_requests
-from migdash.jobs.submit import cancel as cancel_job
+from migdash.jobs.records import describe, get_job, job_log, list_jobs
+from migdash.jobs.requests import cancel_job
 from migdash.permissions import Permission
-from migdash.store.models import JobState
+from migdash.store.models import JobState, utcnow
 from migdash.web.auth import requires
 from migdash.web.db import db
 from migdash.web.htmx import is_htmx, render_page_or_partial, stop_polling
@@ -22,14 +22,17 @@ bp = Blueprint("jobs", __name__, url_prefix="/jobs")
 def index() -> Response:
     session = db()
     filters = {k: request.args.get(k) or None for k in ("state", "project", "target")}
-    jobs = job_requests.list_jobs(session, **filters, limit=200)
-    return render_page_or_partial(
+    jobs = list_jobs(session, **filters, limit=200)
+    live = any(not JobState(j.state).terminal for j in jobs)
+    response = render_page_or_partial(
         "jobs/index.html",
         "partials/jobs/table.html",
         jobs=jobs,
         filters=filters,
         states=[s.value for s in JobState],
+        live=live,
     )
+    return stop_polling(response) if is_htmx() and not live else response
 
 
 @bp.get("/<int:job_id>")
@@ -47,13 +50,13 @@ def live(job_id: int) -> Response:
 
 def _live(job_id: int) -> Response:
     session = db()
-    job = job_requests.get_job(session, job_id)
+    job = get_job(session, job_id)
     response = render_page_or_partial(
         "jobs/detail.html",
         "partials/jobs/live.html",
         job=job,
-        log=job_requests.job_log(session, job_id),
-        describe=job_requests.describe,
+        log=job_log(session, job_id),
+        describe=describe,
         dialect=(job.target.url.split(":", 1)[0] if job.target else ""),
     )
     if is_htmx() and JobState(job.state).terminal:
@@ -64,5 +67,7 @@ def _live(job_id: int) -> Response:
 @bp.post("/<int:job_id>/cancel")
 @requires(Permission.REQUEST)
 def cancel(job_id: int) -> Response:
-    cancel_job(db(), job_id, actor=current_user.username, role=current_user.role)
+    session = db()
+    cancel_job(session, job_id, actor=current_user.username, role=current_user.role, now=utcnow())
+    session.commit()
     return _live(job_id)

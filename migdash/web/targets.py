@@ -6,7 +6,7 @@ from flask import Blueprint
 from werkzeug.wrappers import Response
 
 from migdash.jobs.locks import lease_of
-from migdash.jobs.requests import describe, list_jobs
+from migdash.jobs.records import describe, list_jobs
 from migdash.permissions import Permission
 from migdash.services import services_of
 from migdash.status import cached_status, project_graph, refresh_status

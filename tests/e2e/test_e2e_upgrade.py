@@ -41,7 +41,9 @@ def test_upgrade_from_target_page_to_up_to_date_overview(
     sql = page.locator("#plan-sql").inner_text()
     assert "CREATE TABLE funnels" in sql
     assert "CREATE TABLE daily_rollups" not in sql, "aa03 is applied: the SQL must start there"
-    assert page.locator("#plan-steps li").all_inner_texts() == ["aa04 add funnels"]
+    assert page.locator("#plan-steps li").all_inner_texts() == [
+        "aa04 add funnels (upgrade aa03 -> aa04)"
+    ]
     page.screenshot(path=str(screenshots / "plan.png"), full_page=True)
 
     page.click("#confirm-action")

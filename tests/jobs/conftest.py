@@ -36,7 +36,7 @@ from flask.testing import FlaskCliRunner
 from migdash import create_app
 from migdash.cli import main
 from migdash.jobs.consumer import build_worker
-from migdash.jobs.requests import job_log
+from migdash.jobs.records import job_log
 from migdash.services import services_of
 from migdash.store import registry
 from migdash.store.models import Job, JobState

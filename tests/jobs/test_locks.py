@@ -34,9 +34,10 @@ def version_of(url: str) -> list[str]:
 
 
 @pytest.mark.server
-def test_two_jobs_on_one_postgres_target_run_one_after_the_other(
+def test_a_postgres_job_waits_for_the_advisory_lock_and_a_second_request_is_refused(
     make_project: Callable[..., Any],
     register: Callable[..., None],
+    cli: Callable[..., Any],
     cli_json: Callable[..., Any],
     start_worker: Callable[..., Any],
     wait_for_jobs: Callable[..., list[Any]],
@@ -44,32 +45,46 @@ def test_two_jobs_on_one_postgres_target_run_one_after_the_other(
     status: Callable[[], dict[str, Any]],
     postgres_url: str,
 ) -> None:
+    """Another session (a second installation, a person) holds the lock: the job waits.
+
+    Within one installation a target has one pending job at a time, so the
+    second request is refused with the first job's id instead of queueing a
+    plan that would be stale by the time it ran.
+    """
     project = make_project(
         [
             RevisionSpec(
-                "a1", None, "slow accounts", upgrade_body=sleeping("accounts", "SELECT pg_sleep(2)")
+                "a1", None, "slow accounts", upgrade_body=sleeping("accounts", "SELECT pg_sleep(1)")
             ),
-            RevisionSpec(
-                "b2", "a1", "slow orders", upgrade_body=sleeping("orders", "SELECT pg_sleep(2)")
-            ),
+            RevisionSpec("b2", "a1", "orders", table="orders"),
         ]
     )
     migrate_to(project, postgres_url, None)
     register(project, pg=postgres_url)
-    ids = [cli_json("upgrade", "pg", "+1")["id"], cli_json("upgrade", "pg", "+1")["id"]]
-
-    start_worker(threads=2)
-    jobs = wait_for_jobs(ids, timeout=60)
-
-    assert [j.state for j in jobs] == ["succeeded", "succeeded"], [j.error for j in jobs]
-    first, second = sorted(jobs, key=lambda j: j.started_at)
-    assert first.finished_at <= second.started_at, "the two runs overlapped"
-    assert (first.result_revisions, second.result_revisions) == (["a1"], ["b2"])
-    assert any(
-        line.startswith("waiting for lock held by job") and f"job {first.id}" in line
-        for line in log_lines(second.id)
-    ), log_lines(second.id)
-    assert not any("waiting for lock" in line for line in log_lines(first.id))
+    lock = AdvisoryLock(postgres_url)
+    outsider = sa.create_engine(postgres_url, poolclass=sa.pool.NullPool)
+    with outsider.connect() as connection:
+        connection.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": lock._key()})
+        first = cli_json("upgrade", "pg", "+1")["id"]
+        start_worker(threads=2)
+        wait_for_jobs(
+            [first],
+            timeout=30,
+            until=lambda jobs: any("waiting for lock" in line for line in log_lines(first)),
+        )
+        refused = cli("upgrade", "pg", "+1", ok=False)
+        assert refused.exit_code == 1
+        assert f"job {first} is already pending for target pg" in refused.output
+        connection.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": lock._key()})
+    outsider.dispose()
+    (job,) = wait_for_jobs([first], timeout=60)
+    assert job.state == "succeeded", job.error
+    assert job.result_revisions == ["a1"]
+    second = cli_json("upgrade", "pg", "+1")["id"]
+    (after,) = wait_for_jobs([second], timeout=60)
+    assert after.state == "succeeded", after.error
+    assert job.finished_at <= after.started_at
+    assert not any("waiting for lock" in line for line in log_lines(second))
     assert version_of(postgres_url) == ["b2"]
     assert status()["pg"]["state"] == "up_to_date"
 

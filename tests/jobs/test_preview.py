@@ -7,6 +7,7 @@ offline script cannot show what they will do.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -52,7 +53,8 @@ def test_offline_sql_for_postgres_holds_only_pending_ddl_and_runs_nothing(
     preview = cli_json("upgrade", "pg", "heads", "--sql")
 
     assert preview["error"] is None
-    assert preview["start"] == "a1"
+    assert preview["current"] == ["a1"]
+    assert preview["steps"] == ["upgrade a1 -> b2", "upgrade b2 -> c3"]
     sql = preview["sql"]
     assert "CREATE TABLE orders" in sql
     assert "CREATE TABLE items" in sql
@@ -82,7 +84,8 @@ def test_offline_sql_of_a_downgrade_starts_from_the_current_revision(
 
     preview = cli_json("downgrade", "shop", "-1", "--sql")
 
-    assert (preview["error"], preview["start"]) == (None, "c3")
+    assert (preview["error"], preview["current"]) == (None, ["c3"])
+    assert preview["steps"] == ["downgrade c3 -> b2"]
     assert "DROP TABLE items" in preview["sql"]
     assert "DROP TABLE orders" not in preview["sql"]
     assert schema_of(url)[1] == ["c3"]
@@ -92,7 +95,7 @@ def test_preview_flags_pending_revisions_that_use_get_bind(
     make_project: Callable[..., Any],
     make_target: Callable[..., str],
     register: Callable[..., None],
-    cli_json: Callable[..., Any],
+    cli: Callable[..., Any],
 ) -> None:
     live_read = (
         'bind = op.get_bind()\nbind.execute(sa.text("SELECT count(*) FROM accounts")).scalar()\n'
@@ -113,8 +116,13 @@ def test_preview_flags_pending_revisions_that_use_get_bind(
     url = make_target(project, at="a1")
     register(project, shop=url)
 
-    preview = cli_json("upgrade", "shop", "heads", "--sql")
+    result = cli("upgrade", "shop", "heads", "--sql", "--json", ok=False)
+    assert result.exit_code == 1, "no SQL could be shown: that is an error, said on stderr"
+    assert "no SQL can be shown for this plan" in result.stderr
+    preview = json.loads(result.stdout)
 
+    assert preview["sql"] is None
+    assert preview["steps"] == ["upgrade a1 -> b2", "upgrade b2 -> c3"]
     assert set(preview["hazards"]) == {"b2"}, "a1 uses get_bind too, but it is applied"
     assert "get_bind" in preview["hazards"]["b2"]
     assert schema_of(url)[1] == ["a1"]

@@ -171,11 +171,14 @@ def test_two_workers_on_one_redis_queue_run_every_job_exactly_once(
     start_worker(threads=2, queue_url=redis_url)
 
     ids = []
-    for _ in range(2):
+    for _ in range(2):  # one pending job per target: the second round after the first ends
+        round_ids = []
         for name in names:
             result = runner.invoke(main, ["upgrade", name, "+1", "--json"])
             assert result.exit_code == 0, (result.output, result.exception)
-            ids.append(json.loads(result.stdout)["id"])
+            round_ids.append(json.loads(result.stdout)["id"])
+        wait_for_jobs(round_ids, timeout=120)
+        ids += round_ids
     jobs = wait_for_jobs(ids, timeout=120)
 
     assert [j.state for j in jobs] == ["succeeded"] * 20, [(j.id, j.state, j.error) for j in jobs]

@@ -24,7 +24,7 @@ from werkzeug.test import TestResponse
 from migdash.cli import main
 from migdash.errors import NotFound
 from migdash.jobs.consumer import build_worker
-from migdash.jobs.requests import job_log
+from migdash.jobs.records import job_log
 from migdash.services import services_of
 from migdash.store import registry
 from migdash.store.models import AuditEvent, Job, Role, utcnow

@@ -24,7 +24,7 @@ from werkzeug.test import TestResponse
 
 from migdash import create_app
 from migdash.jobs.consumer import build_worker
-from migdash.jobs.submit import submit_target_action
+from migdash.jobs.requests import request_target_action
 from migdash.permissions import Permission
 from migdash.scaffold import RevisionSpec, write_project
 from migdash.services import services_of
@@ -96,6 +96,7 @@ PATHS: dict[str, str] = {
     "/api/v1/jobs": "/api/v1/jobs",
     "/api/v1/jobs/<int:job_id>": "/api/v1/jobs/{finished}",
     "/api/v1/jobs/<int:job_id>/log": "/api/v1/jobs/{finished}/log",
+    "/api/v1/jobs/<int:job_id>/plan": "/api/v1/jobs/{held_api_approve}/plan",
     "/api/v1/jobs/<int:job_id>/cancel": "/api/v1/jobs/{queued_api}/cancel",
     "/api/v1/approvals": "/api/v1/approvals",
     "/api/v1/jobs/<int:job_id>/approve": "/api/v1/jobs/{held_api_approve}/approve",
@@ -235,6 +236,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         registry.add_environment(session, "scratch")
         for name, env in [
             ("shop-dev", "dev"),
+            ("shop-dev2", "dev"),
             ("shop-done", "dev"),
             ("prod-1", "prod"),
             ("prod-2", "prod"),
@@ -249,17 +251,17 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         session.commit()
 
         def submit(target: str) -> int:
-            job = submit_target_action(
+            job = request_target_action(
                 session,
-                services.catalog,
-                services.probes,
-                services.queue,
+                services.jobs,
                 registry.get_target(session, target),
                 "upgrade",
                 "heads",
                 actor="requester",
                 role=Role.OPERATOR,
+                now=utcnow(),
             )
+            session.commit()
             return job.id
 
         ids["finished"] = submit("shop-done")
@@ -273,7 +275,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             ("held_api_approve", "prod-3"),
             ("held_api_reject", "prod-4"),
             ("queued_web", "shop-dev"),
-            ("queued_api", "shop-dev"),
+            ("queued_api", "shop-dev2"),
         ]:
             ids[key] = submit(target)
         tokens = {}

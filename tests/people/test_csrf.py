@@ -13,10 +13,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from migdash import create_app
-from migdash.jobs.submit import submit_target_action
+from migdash.jobs.requests import request_target_action
 from migdash.services import services_of
 from migdash.store import registry
-from migdash.store.models import Approval, AuditEvent, Job, JobState, Role
+from migdash.store.models import Approval, AuditEvent, Job, JobState, Role, utcnow
 from migdash.store.users import create_user
 
 CSRF_FIELD = re.compile(r'name="csrf_token" (?:type="hidden" )?value="([^"]+)"')
@@ -60,17 +60,17 @@ def csrf_app(
 def held_job(app: Flask) -> int:
     services = services_of(app)
     with services.sessions() as session:
-        job = submit_target_action(
+        job = request_target_action(
             session,
-            services.catalog,
-            services.probes,
-            services.queue,
+            services.jobs,
             registry.get_target(session, "shop-prod"),
             "upgrade",
             "heads",
             actor="olga",
             role=Role.OPERATOR,
+            now=utcnow(),
         )
+        session.commit()
         assert job.state == JobState.AWAITING_APPROVAL.value
         return job.id
 

@@ -194,12 +194,20 @@ def test_two_required_approvals_need_two_distinct_approvers(
     job_id = request_upgrade(sign_in("olga"), "shop-prod")
     amir = make_token("amir")
 
-    first = api("POST", f"/jobs/{job_id}/approve", amir, {"comment": "one"})
+    unseen = api("POST", f"/jobs/{job_id}/approve", amir, {"comment": "one"})
+    assert unseen.status_code == 400, "the API approves only the plan the caller reviewed"
+    assert unseen.get_json()["error"]["code"] == "invalid_input"
+    assert "plan_hash is required" in unseen.get_json()["error"]["message"]
+    plan = api("GET", f"/jobs/{job_id}/plan", amir).get_json()
+    assert plan["steps"] == ["upgrade a1 -> b2", "upgrade b2 -> c3"]
+    assert "CREATE TABLE orders" in plan["sql"]
+    reviewed = {"comment": "one", "plan_hash": plan["plan_hash"]}
+    first = api("POST", f"/jobs/{job_id}/approve", amir, reviewed)
     assert first.status_code == 200
     assert (first.get_json()["approvals"], first.get_json()["required_approvals"]) == (1, 2)
     assert first.get_json()["state"] == JobState.AWAITING_APPROVAL.value
     assert run_queue() == 0
-    again = api("POST", f"/jobs/{job_id}/approve", amir, {"comment": "me again"})
+    again = api("POST", f"/jobs/{job_id}/approve", amir, {**reviewed, "comment": "me again"})
     assert again.status_code == 409
     assert again.get_json()["error"]["code"] == "conflict"
     assert "already decided" in again.get_json()["error"]["message"]
@@ -275,7 +283,7 @@ def test_a_target_that_moved_needs_its_new_plan_approved(
 
     migrate_to(project, url, "b2")  # someone ran Alembic by hand meanwhile
 
-    moved = api("POST", f"/jobs/{job_id}/approve", make_token("bea"), {})
+    moved = api("POST", f"/jobs/{job_id}/approve", make_token("bea"), {"plan_hash": old_plan})
     assert moved.status_code == 409
     error = moved.get_json()["error"]
     assert error["code"] == "target_moved"

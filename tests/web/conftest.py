@@ -182,11 +182,12 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         for target in targets:  # job rows only; nothing is queued or run
             request_target_action(
                 session,
-                services.catalog,
+                services.jobs,
                 target,
                 "upgrade",
                 "heads",
                 actor="site-admin",
+                role=Role.ADMIN,
                 now=utcnow(),
             )
         session.commit()

@@ -10,7 +10,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from migdash.jobs.requests import list_jobs
+from migdash.jobs.records import list_jobs
 from migdash.services import services_of
 from migdash.store.models import Role
 from migdash.store.queries import all_projects, find_targets

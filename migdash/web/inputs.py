@@ -1,0 +1,125 @@
+"""Reading what a client sent, strictly: every failure is a 400 naming the field, never a 500.
+
+The one place that turns request data into Python values for views and API
+routes: JSON bodies (an object, not too deep, not too large), integers from
+query strings (range-checked, because SQLite stores 64 bits), route ids (a
+URL converter with the same bound), and text fields.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, request
+from werkzeug.exceptions import BadRequest
+from werkzeug.routing import IntegerConverter
+
+from migdash.errors import InvalidInput
+
+MAX_ID = 2**63 - 1
+"""The largest id any metadata DB can hold (SQLite INTEGER, PostgreSQL BIGINT)."""
+MAX_JSON_DEPTH = 32
+MAX_CONTENT_LENGTH = 1024 * 1024
+
+
+class BoundedIntegerConverter(IntegerConverter):
+    """``<int:job_id>`` that answers 400 for a number no row can have, instead of crashing."""
+
+    def to_python(self, value: str) -> int:
+        number = super().to_python(value)
+        if number > MAX_ID:
+            raise BadRequest(f"{value[:30]}… is not an id: ids are at most {MAX_ID}")
+        return int(number)
+
+
+def install_input_limits(app: Flask) -> None:
+    """Bound every route's ``int`` and every request body's size."""
+    app.url_map.converters["int"] = BoundedIntegerConverter
+    app.config.setdefault("MAX_CONTENT_LENGTH", MAX_CONTENT_LENGTH)
+
+
+def json_object(*, required: bool = True) -> dict[str, Any]:
+    """The request body as a JSON object; 400 for anything else (an array, a scalar, junk)."""
+    raw = request.get_data(cache=True)
+    if not raw.strip():
+        if required:
+            raise InvalidInput(
+                "the request body must be a JSON object", hint='e.g. {"comment": ""}'
+            )
+        return {}
+    depth = json_depth(raw)
+    if depth > MAX_JSON_DEPTH:
+        raise InvalidInput(f"the JSON body is nested {depth} levels deep; at most {MAX_JSON_DEPTH}")
+    try:
+        data = request.get_json(force=True, silent=False)
+    except BadRequest:
+        raise InvalidInput("the request body is not valid JSON") from None
+    except RecursionError:  # pragma: no cover - json_depth refuses this first
+        raise InvalidInput("the JSON body is nested too deeply") from None
+    if not isinstance(data, dict):
+        raise InvalidInput(
+            f"the request body must be a JSON object, not {type(data).__name__}",
+            hint='Send {"key": value, ...}.',
+        )
+    return data
+
+
+def json_depth(raw: bytes) -> int:
+    """The deepest nesting of ``[``/``{`` in *raw*, outside strings (a linear scan, no parsing)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return deepest
+
+
+def text_field(
+    data: dict[str, Any], name: str, *, required: bool = False, default: str = "", limit: int = 2000
+) -> str:
+    """A string member of a JSON object: present when required, a string, not too long."""
+    value = data.get(name)
+    if value is None:
+        if required:
+            raise InvalidInput(f"{name} is required", field=name)
+        return default
+    if not isinstance(value, str):
+        raise InvalidInput(f"{name} must be a string, not {type(value).__name__}", field=name)
+    if len(value) > limit:
+        raise InvalidInput(f"{name} is {len(value)} characters long; at most {limit}", field=name)
+    if "\x00" in value:
+        raise InvalidInput(f"{name} contains a NUL character", field=name)
+    return value
+
+
+def bool_field(data: dict[str, Any], name: str) -> bool:
+    value = data.get(name, False)
+    if not isinstance(value, bool):
+        raise InvalidInput(f"{name} must be true or false", field=name)
+    return value
+
+
+def int_arg(name: str, default: int, *, low: int = 0, high: int = MAX_ID) -> int:
+    """An integer from the query string or form, between *low* and *high* (400 otherwise)."""
+    raw = request.values.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise InvalidInput(f"{name} must be a whole number, not {raw[:30]!r}", field=name) from None
+    if not low <= value <= high:
+        raise InvalidInput(f"{name} must be between {low} and {high}", field=name)
+    return value
