@@ -80,6 +80,10 @@ class Worker:
             if job is None or job.state != JobState.QUEUED:
                 return
             target = job.target
+            if job.kind in TARGET_ACTIONS and target is None:
+                refuse_job(session, job, "its target was removed", actor=self.name, now=utcnow())
+                session.commit()
+                return
             spec = build_spec(job)
             if job.kind in TARGET_ACTIONS and target is not None:
                 holder = acquire_lease(session, target.id, job.id, self.name, utcnow(), self.ttl)
