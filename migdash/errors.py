@@ -67,7 +67,15 @@ class Conflict(MigdashError):
 
 
 class InvalidInput(MigdashError):
-    """A value that fails validation (bad URL, bad name, bad option)."""
+    """A value that fails validation (bad URL, bad name, bad option).
+
+    ``field`` names the form field or JSON key at fault, so a form can show the
+    message next to it and an API client can point at it.
+    """
+
+    def __init__(self, message: str, *, hint: str | None = None, field: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.field = field
 
 
 class GraphvizUnavailable(MigdashError):
