@@ -44,11 +44,9 @@ def alembic_config(location: str | Path) -> Config:
     A folder holding ``env.py`` (or only ``versions/``: enough to read the
     graph) is the script directory itself; a folder holding ``alembic.ini``
     (or the ini file) is read the way the CLI would, so ``version_locations``
-    and ``%(here)s`` keep working.  The ini is read by migdash first, so a
-    file that is not an Alembic configuration becomes a
-    :class:`BrokenProject` that quotes nothing from it; its
-    ``script_location`` is then pinned to the resolved folder, so the
-    project reads the same from any working directory.
+    and ``%(here)s`` keep working.  migdash reads the ini first, so a file
+    that is not one is a :class:`BrokenProject` quoting nothing from it, and
+    pins ``script_location`` to the resolved folder (any working directory).
     """
     try:
         layout = _layout(_resolve(Path(location)), registering=False)
@@ -359,7 +357,7 @@ def _missing_reference(location: str, missing: str, folders: list[Path]) -> Brok
     quoted = re.compile(rf"""['"]{re.escape(missing)}['"]""")
     for folder in folders:
         for path in sorted(folder.rglob("*.py")):
-            for name, value in _REFERENCE.findall(path.read_text(errors="replace")):
+            for name, value in _REFERENCE.findall(_read_source(path)):
                 if quoted.search(value):
                     return BrokenProject(
                         location,
@@ -373,7 +371,7 @@ def _all_files_declaring(folders: list[Path], revision: str) -> list[Path]:
     found = []
     for folder in folders:
         for path in sorted(folder.rglob("*.py")):
-            match = _REVISION_ASSIGNMENT.search(path.read_text(errors="replace"))
+            match = _REVISION_ASSIGNMENT.search(_read_source(path))
             if match and match.group(1) == revision:
                 found.append(path)
     return found
@@ -388,7 +386,15 @@ def _files_by_revision(folders: list[Path]) -> dict[str, str]:
     found: dict[str, str] = {}
     for folder in folders:
         for path in sorted(folder.rglob("*.py")):
-            match = _REVISION_ASSIGNMENT.search(path.read_text(errors="replace"))
+            match = _REVISION_ASSIGNMENT.search(_read_source(path))
             if match:
                 found[match.group(1)] = str(path)
     return found
+
+
+def _read_source(path: Path) -> str:
+    """A revision file's text for naming it in a message; unreadable counts as empty."""
+    try:
+        return path.read_text(errors="replace")
+    except OSError:  # a folder named like a revision file, or no permission
+        return ""

@@ -599,3 +599,19 @@ def test_checking_a_location_runs_none_of_the_project(
     assert not sentinel.exists()
     assert sys.path == path_before
     assert set(sys.modules) == modules_before
+
+
+def test_a_folder_named_like_a_revision_file_does_not_hide_the_real_error(
+    make_project: Callable[..., Any],
+) -> None:
+    """Naming the file to blame reads the versions folder; what cannot be read is skipped."""
+    project = make_project("linear")
+    (project.location / "versions" / "a0_not_a_file.py").mkdir()
+    bad = revision_file(project, "b2")
+    edit(bad, "down_revision = 'a1'", "down_revision = 'zz9'")
+
+    exc = broken(project.location)
+
+    assert exc.file is not None
+    assert Path(exc.file).name == bad.name
+    assert_readable(exc, "down_revision", "'zz9'")
