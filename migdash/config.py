@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,28 @@ def _text(_name: str, raw: str) -> str:
     return raw
 
 
+def _folders(name: str, raw: str | Iterable[str]) -> tuple[str, ...]:
+    """Colon-separated absolute folders that exist, resolved; empty means "no limit"."""
+    if isinstance(raw, str):
+        if not raw.strip():
+            return ()
+        raw = raw.split(":")
+    example = "e.g. /srv/alembic:/opt/projects"
+    folders: list[str] = []
+    for entry in (str(item).strip() for item in raw):
+        if not entry:
+            raise ConfigError(
+                f"{name} has an empty entry", hint=f"Separate folders with ':', {example}"
+            )
+        if not os.path.isabs(entry):
+            raise ConfigError(f"{name}: {entry!r} is not an absolute path", hint=example)
+        folder = Path(entry).resolve()
+        if not folder.is_dir():
+            raise ConfigError(f"{name}: {entry!r} is not an existing folder", hint=example)
+        folders.append(str(folder))
+    return tuple(dict.fromkeys(folders))
+
+
 ENVIRONMENT: dict[str, Callable[[str, str], Any]] = {
     "MIGDASH_INSTANCE": _text,
     "MIGDASH_DATABASE_URL": _text,
@@ -65,6 +87,7 @@ ENVIRONMENT: dict[str, Callable[[str, str], Any]] = {
     "MIGDASH_WORKER_THREADS": _positive_int,
     "MIGDASH_JOB_HEARTBEAT_TIMEOUT": _positive_float,
     "MIGDASH_PROJECTS_ROOT": _text,
+    "MIGDASH_SCRIPT_ROOTS": _folders,
     "MIGDASH_ENCRYPTION_KEY": _text,
     "MIGDASH_LOGIN_RATE_LIMIT": _text,
     "MIGDASH_RATELIMIT_STORAGE_URL": _text,
@@ -83,6 +106,7 @@ DEFAULTS: dict[str, Any] = {
     "MIGDASH_WORKER_THREADS": 4,
     "MIGDASH_JOB_HEARTBEAT_TIMEOUT": 30.0,
     "MIGDASH_PROJECTS_ROOT": None,
+    "MIGDASH_SCRIPT_ROOTS": (),
     "MIGDASH_ENCRYPTION_KEY": None,
     "MIGDASH_LOGIN_RATE_LIMIT": "10 per minute",
     "MIGDASH_RATELIMIT_STORAGE_URL": "memory://",
@@ -105,6 +129,11 @@ def load_settings(
         settings["MIGDASH_DATABASE_URL"] = f"sqlite:///{instance / 'migdash.db'}"
     if not settings["MIGDASH_PROJECTS_ROOT"]:
         settings["MIGDASH_PROJECTS_ROOT"] = str(instance / "projects")
+    roots = _folders("MIGDASH_SCRIPT_ROOTS", settings["MIGDASH_SCRIPT_ROOTS"] or ())
+    if roots:  # projects made by `migdash project init` live in the projects root
+        projects_root = str(Path(settings["MIGDASH_PROJECTS_ROOT"]).resolve())
+        roots = tuple(dict.fromkeys((*roots, projects_root)))
+    settings["MIGDASH_SCRIPT_ROOTS"] = roots
     if not settings["MIGDASH_SECRET_KEY"]:
         settings["MIGDASH_SECRET_KEY"] = read_secret_key(instance)
     return settings

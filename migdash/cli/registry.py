@@ -97,12 +97,13 @@ def project_add(
             url_mode=url_mode,
             url_env_var=url_env_var,
             actor="cli",
+            roots=services.settings["MIGDASH_SCRIPT_ROOTS"],
         )
         session.commit()
         graph, problem = project_graph(services.catalog, project)
         data = {
             "project": project.name,
-            "script_location": location,
+            "script_location": project.script_location,
             "revisions": len(graph) if graph else None,
             "error": problem,
         }
@@ -243,7 +244,13 @@ def project_edit(
             changes["script_location"] = str(Path(script_location).expanduser().resolve())
         if version_table_schema is not None:
             changes["version_table_schema"] = version_table_schema
-        registry.edit_project(session, project, actor="cli", **changes)
+        registry.edit_project(
+            session,
+            project,
+            actor="cli",
+            roots=services.settings["MIGDASH_SCRIPT_ROOTS"],
+            **changes,
+        )
         session.commit()
         emit(
             {

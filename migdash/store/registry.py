@@ -8,7 +8,8 @@ flushes; the caller commits.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -16,6 +17,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session
 
+from migdash.engine.project import check_script_location
 from migdash.engine.scrub import mask_url
 from migdash.errors import Conflict, InvalidInput, NotFound
 from migdash.store import audit
@@ -111,16 +113,20 @@ def add_project(
     url_mode: str = "config",
     url_env_var: str | None = None,
     actor: str = "system",
+    roots: Sequence[str | Path] = (),
 ) -> Project:
-    """Register an existing Alembic project by the path of its script directory."""
+    """Register an existing Alembic project by the path of its script directory.
+
+    The location must be an Alembic environment (checked without running any
+    of it) inside one of *roots* when roots are given (``MIGDASH_SCRIPT_ROOTS``,
+    passed in by the caller); the resolved absolute path is stored.
+    """
     name = check_name("project", name)
     url_mode, url_env_var = check_url_mode(url_mode, url_env_var)
     _ensure_unique(session, Project, name, "a project")
-    if not script_location.strip():
-        raise InvalidInput("the script location is empty", hint="Give the folder holding env.py.")
     project = Project(
         name=name,
-        script_location=script_location.strip(),
+        script_location=check_script_location(script_location, roots),
         version_table=version_table.strip() or "alembic_version",
         version_table_schema=(version_table_schema or "").strip() or None,
         track=track.strip() or "heads",
@@ -140,15 +146,28 @@ def add_project(
 
 
 def edit_project(
-    session: Session, project: Project, *, actor: str = "system", **changes: Any
+    session: Session,
+    project: Project,
+    *,
+    actor: str = "system",
+    roots: Sequence[str | Path] = (),
+    **changes: Any,
 ) -> Project:
-    """Change a project's fields; a rename is checked like a new name."""
+    """Change a project's fields; a rename is checked like a new name.
+
+    A new script location is checked as :func:`add_project` checks one; the
+    stored one is left alone, so a project that broke on disk can still be
+    renamed or retuned.
+    """
     before = project.name
     if "name" in changes and changes["name"] != project.name:
         name = check_name("project", changes["name"])
         _ensure_unique(session, Project, name, "a project")
         project.name = name
-    for field in ("script_location", "version_table", "track"):
+    location = str(changes.get("script_location") or "").strip()
+    if location and location != project.script_location:
+        project.script_location = check_script_location(location, roots)
+    for field in ("version_table", "track"):
         if changes.get(field):
             setattr(project, field, str(changes[field]).strip())
     if "version_table_schema" in changes:

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flask import Blueprint, current_app, flash, redirect, render_template, url_for
+from flask import (
+    Blueprint,
+    current_app,
+    flash,
+    make_response,
+    redirect,
+    render_template,
+    url_for,
+)
 from flask_login import current_user
 from werkzeug.wrappers import Response
 
@@ -49,17 +57,31 @@ def project_form(name: str | None = None) -> str | Response:
     form = ProjectForm(obj=project)
     if form.validate_on_submit():
         fields = {k: v for k, v in form.data.items() if k != "csrf_token"}
-        if project is None:
-            registry.add_project(
-                session,
-                fields.pop("name"),
-                fields.pop("script_location"),
-                actor=current_user.username,
-                **fields,
+        roots = current_app.config["MIGDASH_SCRIPT_ROOTS"]
+        try:
+            if project is None:
+                registry.add_project(
+                    session,
+                    fields.pop("name"),
+                    fields.pop("script_location"),
+                    actor=current_user.username,
+                    roots=roots,
+                    **fields,
+                )
+            else:
+                services_of().catalog.forget(project.script_location)
+                registry.edit_project(
+                    session, project, actor=current_user.username, roots=roots, **fields
+                )
+        except InvalidInput as exc:
+            if exc.field != "script_location":
+                raise
+            # shown beside the field; nothing is committed, so nothing of the edit sticks
+            form.script_location.errors = [exc.message, *([exc.hint] if exc.hint else [])]
+            return make_response(
+                render_template("admin/form.html", form=form, kind="project", existing=project),
+                400,
             )
-        else:
-            services_of().catalog.forget(project.script_location)
-            registry.edit_project(session, project, actor=current_user.username, **fields)
         session.commit()
         flash(f"Project {form.name.data} saved.")
         return redirect(url_for("admin.index"))

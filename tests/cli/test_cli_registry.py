@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,10 @@ import pytest
 from click.testing import Result
 from flask import Flask
 
+from migdash import create_app
+from migdash.cli import main
+from migdash.config import ensure_instance
+from migdash.scaffold import RevisionSpec, write_project
 from migdash.services import services_of
 from migdash.store.queries import all_environments, all_projects, find_targets
 
@@ -65,15 +70,174 @@ def test_project_add_text_output(
     assert result.stdout == "registered project p (4 revisions)\n"
 
 
-def test_broken_project_is_registered_with_a_warning(
-    cli: Callable[..., Result], cli_json: Callable[..., Any], tmp_path: Path
+def test_project_with_a_broken_revision_is_registered_with_a_warning(
+    cli: Callable[..., Result], cli_json: Callable[..., Any], make_project: Callable[..., Any]
 ) -> None:
-    missing = tmp_path / "nowhere"
-    data = cli_json("project", "add", "gone", "--script-location", str(missing))
+    """An Alembic environment whose revision file does not load is still registered (to be fixed
+    in place); registration reads no revision file, the warning comes from loading the graph."""
+    project = make_project("linear")
+    (bad,) = (project.location / "versions").glob("b2_*.py")
+    bad.write_text(bad.read_text().replace("def upgrade():", "def upgrade(:"))
+    data = cli_json("project", "add", "typo", "--script-location", str(project.location))
     assert data["revisions"] is None
-    assert str(missing) in data["error"]
-    text = cli("project", "add", "gone2", "--script-location", str(missing))
+    assert bad.name in data["error"]
+    assert "syntax error on line" in data["error"]
+    text = cli("project", "add", "typo2", "--script-location", str(project.location))
     assert "warning:" in text.stdout
+
+
+PLANTED = "PLANTED-7f3a root:x:0:0:root:/root:/bin/bash"
+"""Planted in files offered as script locations: no refusal may quote it."""
+
+
+def _planted(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"{PLANTED}\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (lambda p: str(_planted(p / "passwd")), "is not an ini file (no section header)"),
+        (lambda p: str(write_project(p / "proj", [])) + "/env.py", "is env.py itself"),
+        (lambda p: str(_folder(p / "plain")), "has no env.py (nor an alembic.ini)"),
+        (lambda p: str(p / "nowhere"), "does not exist"),
+    ],
+    ids=["plain file", "env.py", "folder without env.py", "missing"],
+)
+def test_project_add_refuses_what_is_not_an_alembic_environment(
+    cli: Callable[..., Result],
+    tmp_path: Path,
+    app: Flask,
+    make: Callable[[Path], str],
+    reason: str,
+) -> None:
+    location = make(tmp_path)
+    for args in (["--json"], []):
+        result = cli("project", "add", "p", "--script-location", location, *args, ok=False)
+        assert result.exit_code == 1
+        assert reason in result.output
+        assert location in result.output
+        assert PLANTED not in result.output
+        assert "Traceback" not in result.output
+    with services_of(app).sessions() as session:
+        assert all_projects(session) == []
+
+
+def _folder(path: Path) -> Path:
+    path.mkdir(parents=True)
+    (path / "README").write_text(PLANTED)
+    return path
+
+
+def test_project_add_refuses_a_relative_path_to_a_password_file(
+    cli: Callable[..., Result], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, app: Flask
+) -> None:
+    """``../../etc/passwd`` from the shell's folder: resolved, read as an ini, refused unquoted."""
+    passwd = _planted(tmp_path / "etc" / "passwd")
+    cwd = tmp_path / "home" / "me"
+    cwd.mkdir(parents=True)
+    monkeypatch.chdir(cwd)
+    result = cli("project", "add", "p", "--script-location", "../../etc/passwd", ok=False)
+    assert result.exit_code == 1
+    assert f"{passwd} is not an ini file (no section header)" in result.output
+    assert PLANTED not in result.output
+    with services_of(app).sessions() as session:
+        assert all_projects(session) == []
+
+
+@pytest.mark.skipif(not Path("/etc/passwd").is_file(), reason="no /etc/passwd here")
+def test_project_add_refuses_the_real_password_file_without_quoting_it(
+    cli: Callable[..., Result],
+) -> None:
+    first_line = Path("/etc/passwd").read_text().splitlines()[0]
+    result = cli("project", "add", "p", "--script-location", "/etc/passwd", ok=False)
+    assert "/etc/passwd is not an ini file (no section header)" in result.output
+    assert first_line not in result.output
+
+
+def test_project_edit_refuses_a_bad_location_and_keeps_the_old_one(
+    cli: Callable[..., Result], make_project: Callable[..., Any], tmp_path: Path, app: Flask
+) -> None:
+    project = make_project("linear")
+    cli("project", "add", "p", "--script-location", str(project.location))
+    plain = _planted(tmp_path / "plain.txt")
+    result = cli("project", "edit", "p", "--script-location", str(plain), "--json", ok=False)
+    assert result.exit_code == 1
+    assert f"{plain} is not an ini file (no section header)" in result.output
+    assert PLANTED not in result.output
+    with services_of(app).sessions() as session:
+        (row,) = all_projects(session)
+        assert row.script_location == str(project.location)
+
+
+# --- MIGDASH_SCRIPT_ROOTS -------------------------------------------------------------------
+
+
+@pytest.fixture
+def rooted(tmp_path: Path) -> Iterator[tuple[Flask, Path]]:
+    """An app whose MIGDASH_SCRIPT_ROOTS is tmp_path/allowed (plus its projects root)."""
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    ensure_instance(tmp_path / "rooted")
+    app = create_app(
+        {
+            "TESTING": True,
+            "MIGDASH_INSTANCE": str(tmp_path / "rooted"),
+            "MIGDASH_SECRET_KEY": "test-secret-key",
+            "MIGDASH_SCRIPT_ROOTS": str(allowed),
+        }
+    )
+    services_of(app).upgrade_schema()
+    yield app, allowed
+    services_of(app).probes.close()
+    services_of(app).db_engine.dispose()
+
+
+def _outside_ways(allowed: Path, outside: Path) -> dict[str, str]:
+    """Three spellings of one project outside the root: plain, through ``..``, through a link."""
+    (allowed / "link").symlink_to(outside)
+    return {
+        "plain": str(outside),
+        "dot-dot": f"{allowed}/../{outside.parent.name}/{outside.name}",
+        "symlink": str(allowed / "link"),
+    }
+
+
+def test_project_add_stays_inside_the_script_roots(
+    rooted: tuple[Flask, Path], tmp_path: Path
+) -> None:
+    app, allowed = rooted
+    outside = write_project(tmp_path / "outside" / "proj", [RevisionSpec("a1", None, "x")])
+    inside = write_project(allowed / "proj", [RevisionSpec("a1", None, "x")])
+    runner = app.test_cli_runner()
+    for how, location in _outside_ways(allowed, outside).items():
+        result = runner.invoke(main, ["project", "add", how, "--script-location", location])
+        assert result.exit_code == 1, (how, result.output)
+        assert f"{outside} is outside the folders projects may live in" in result.output
+        assert str(allowed) in result.output
+    added = runner.invoke(main, ["project", "add", "in", "--script-location", str(inside)])
+    assert added.exit_code == 0, added.output
+    edited = runner.invoke(main, ["project", "edit", "in", "--script-location", str(outside)])
+    assert edited.exit_code == 1
+    assert "is outside the folders projects may live in" in edited.output
+    with services_of(app).sessions() as session:
+        assert [(p.name, p.script_location) for p in all_projects(session)] == [("in", str(inside))]
+
+
+def test_project_init_still_works_under_script_roots(rooted: tuple[Flask, Path]) -> None:
+    """`migdash project init` writes under MIGDASH_PROJECTS_ROOT, which always counts as allowed."""
+    app, allowed = rooted
+    runner = app.test_cli_runner()
+    created = runner.invoke(main, ["project", "init", "fresh", "--json"])
+    assert created.exit_code == 0, created.output
+    location = json.loads(created.stdout)["script_location"]
+    assert not location.startswith(str(allowed))
+    edited = runner.invoke(
+        main, ["project", "edit", "fresh", "--script-location", location, "--track", "heads"]
+    )
+    assert edited.exit_code == 0, edited.output
 
 
 def test_duplicate_or_bad_project_is_a_clean_error(

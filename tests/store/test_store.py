@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,7 +29,7 @@ from migdash.store.session import (
 )
 
 
-def _store_roundtrip(url: str) -> None:
+def _store_roundtrip(url: str, project: Path) -> None:
     db_engine = create_db_engine(url)
     assert not schema_is_current(db_engine)
     upgrade_schema(db_engine)
@@ -37,7 +38,7 @@ def _store_roundtrip(url: str) -> None:
     assert set(Base.metadata.tables) <= tables
     sessions = create_session_factory(db_engine, UrlCipher([Fernet.generate_key().decode()]))
     with sessions() as session:
-        registry.add_project(session, "p", "/nowhere")
+        registry.add_project(session, "p", str(project))
         registry.add_target(session, "t1", project="p", environment="prod", url="sqlite:///x.db")
         session.commit()
         assert [t.name for t in find_targets(session, environment="prod")] == ["t1"]
@@ -47,13 +48,17 @@ def _store_roundtrip(url: str) -> None:
     db_engine.dispose()
 
 
-def test_migrations_create_and_drop_the_schema_on_sqlite(tmp_path: Any) -> None:
-    _store_roundtrip(f"sqlite:///{tmp_path / 'meta.db'}")
+def test_migrations_create_and_drop_the_schema_on_sqlite(
+    tmp_path: Any, make_project: Callable[..., Any]
+) -> None:
+    _store_roundtrip(f"sqlite:///{tmp_path / 'meta.db'}", make_project().location)
 
 
 @pytest.mark.server
-def test_migrations_create_and_drop_the_schema_on_postgresql(postgres_url: str) -> None:
-    _store_roundtrip(postgres_url)
+def test_migrations_create_and_drop_the_schema_on_postgresql(
+    postgres_url: str, make_project: Callable[..., Any]
+) -> None:
+    _store_roundtrip(postgres_url, make_project().location)
 
 
 def test_models_match_the_shipped_migrations(tmp_path: Any) -> None:
@@ -78,8 +83,10 @@ def test_environments_are_ordered_by_creation_unless_positioned(db_session: Any)
     assert registry.get_environment(db_session, "prod").protected
 
 
-def test_target_add_creates_a_missing_environment_and_validates(db_session: Any) -> None:
-    registry.add_project(db_session, "shop", "/srv/shop")
+def test_target_add_creates_a_missing_environment_and_validates(
+    db_session: Any, make_project: Callable[..., Any]
+) -> None:
+    registry.add_project(db_session, "shop", str(make_project().location))
     target = registry.add_target(
         db_session,
         "eu-1",
@@ -100,8 +107,10 @@ def test_target_add_creates_a_missing_environment_and_validates(db_session: Any)
         registry.add_target(db_session, "eu-3", project="nope", environment="prod", url="sqlite://")
 
 
-def test_an_environment_holding_targets_cannot_be_removed(db_session: Any) -> None:
-    registry.add_project(db_session, "shop", "/srv/shop")
+def test_an_environment_holding_targets_cannot_be_removed(
+    db_session: Any, make_project: Callable[..., Any]
+) -> None:
+    registry.add_project(db_session, "shop", str(make_project().location))
     registry.add_target(db_session, "t", project="shop", environment="prod", url="sqlite://")
     with pytest.raises(Conflict, match="still holds"):
         registry.remove_environment(db_session, registry.get_environment(db_session, "prod"))

@@ -168,7 +168,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     with services.sessions() as session:
         registry.add_project(session, "shop", str(shop))
         registry.add_project(session, "hostile", str(hostile))
-        registry.add_project(session, "hostile-gone", str(hostile.parent / "missing"))
+        gone = write_project(hostile.parent / "missing", [RevisionSpec("a1", None, "soon gone")])
+        registry.add_project(session, "hostile-gone", str(gone))
+        shutil.rmtree(gone)  # registered while sound, then removed from the disk
         for name, location, at in [("shop-dev", shop, "c3"), ("hostile-dev", hostile, "a1")]:
             url = f"sqlite:///{root / name}.db"
             _upgrade(location, url, at)

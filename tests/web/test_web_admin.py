@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -12,9 +13,13 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
+from migdash import create_app
+from migdash.config import ensure_instance
+from migdash.scaffold import RevisionSpec, write_project
 from migdash.services import services_of
 from migdash.store.models import Role
 from migdash.store.queries import all_environments, all_projects, find_targets
+from migdash.store.users import create_user
 from tests.web.pagetext import section
 
 
@@ -293,3 +298,164 @@ def test_admin_creates_a_new_alembic_project_under_the_projects_root(app: Any, l
     refused = client.post("/admin/projects/init", data={"name": "../escape", "template": "generic"})
     assert refused.status_code == 400
     assert not (root.parent / "escape").exists()
+
+
+# --- script locations that are not Alembic environments -------------------------------------
+
+PLANTED = "PLANTED-7f3a root:x:0:0:root:/root:/bin/bash"
+"""Planted in files offered as script locations: no refusal may quote it."""
+
+
+def _planted(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"{PLANTED}\n")
+    return path
+
+
+def _plain_folder(path: Path) -> Path:
+    path.mkdir(parents=True)
+    (path / "README").write_text(PLANTED)
+    return path
+
+
+REFUSALS: dict[str, tuple[Callable[[Path], str], str]] = {
+    "relative path to a password file": (
+        lambda p: "../../etc/passwd",
+        "the script location &#39;../../etc/passwd&#39; is not an absolute path",
+    ),
+    "absolute path to a password file": (
+        lambda p: str(_planted(p / "etc" / "passwd")),
+        "passwd is not an ini file (no section header)",
+    ),
+    "env.py itself": (
+        lambda p: str(write_project(p / "proj", []) / "env.py"),
+        "env.py is env.py itself; give the folder that holds it",
+    ),
+    "folder without env.py": (
+        lambda p: str(_plain_folder(p / "plain")),
+        "plain has no env.py (nor an alembic.ini)",
+    ),
+    "ini pointing nowhere": (
+        lambda p: str(_bad_ini(p / "ini" / "alembic.ini")),
+        "which does not exist",
+    ),
+}
+
+
+def _bad_ini(path: Path) -> Path:
+    path.parent.mkdir(parents=True)
+    path.write_text(f"[alembic]\nscript_location = %(here)s/gone\n# {PLANTED}\n")
+    return path
+
+
+@pytest.mark.parametrize("case", list(REFUSALS))
+def test_project_form_refuses_a_location_that_is_not_an_alembic_environment(
+    admin: FlaskClient,
+    make_project: Callable[..., Any],
+    read: Callable[[], Session],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    case: str,
+) -> None:
+    make, reason = REFUSALS[case]
+    cwd = tmp_path / "srv" / "app"
+    cwd.mkdir(parents=True)
+    _planted(tmp_path / "etc" / "passwd")  # where ../../etc/passwd would lead from the cwd
+    monkeypatch.chdir(cwd)
+    location = make(tmp_path)
+
+    response = admin.post("/admin/projects/new", data=project_form("p", location))
+
+    body = response.get_data(as_text=True)
+    assert response.status_code == 400
+    (field,) = re.findall(r"<label>Script location.*?</label>", body, re.DOTALL)
+    assert reason in field  # shown beside the field it is about
+    assert PLANTED not in body
+    assert "Traceback" not in body
+    assert all_projects(read()) == []
+
+    project = make_project("linear")
+    assert (
+        admin.post("/admin/projects/new", data=project_form("p", str(project.location))).status_code
+        == 302
+    )
+    response = admin.post("/admin/projects/p/edit", data=project_form("p2", location))
+    assert response.status_code == 400
+    assert reason in response.get_data(as_text=True)
+    (row,) = all_projects(read())
+    assert (row.name, row.script_location) == ("p", str(project.location))
+
+
+def test_a_project_that_broke_on_disk_can_still_be_edited(
+    admin: FlaskClient, make_project: Callable[..., Any], read: Callable[[], Session]
+) -> None:
+    """The stored location is not checked again unless it changes."""
+    project = make_project("linear")
+    admin.post("/admin/projects/new", data=project_form("p", str(project.location)))
+    shutil.rmtree(project.location)
+
+    response = admin.post(
+        "/admin/projects/p/edit", data=project_form("p", str(project.location), track="b2")
+    )
+
+    assert response.status_code == 302
+    (row,) = all_projects(read())
+    assert (row.track, row.script_location) == ("b2", str(project.location))
+    assert "does not exist" in admin.get("/projects/p").get_data(as_text=True)
+
+
+@pytest.fixture
+def rooted_admin(tmp_path: Path) -> Iterator[tuple[FlaskClient, Flask, Path]]:
+    """A signed-in admin on an app whose MIGDASH_SCRIPT_ROOTS is tmp_path/allowed."""
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    ensure_instance(tmp_path / "rooted")
+    app = create_app(
+        {
+            "TESTING": True,
+            "MIGDASH_INSTANCE": str(tmp_path / "rooted"),
+            "MIGDASH_SECRET_KEY": "test-secret-key",
+            "WTF_CSRF_ENABLED": False,
+            "MIGDASH_SCRIPT_ROOTS": str(allowed),
+        }
+    )
+    services = services_of(app)
+    services.upgrade_schema()
+    with services.sessions() as session:
+        create_user(session, "root-admin", "correct-horse", Role.ADMIN)
+        session.commit()
+    client = app.test_client()
+    client.post("/login", data={"username": "root-admin", "password": "correct-horse"})
+    yield client, app, allowed
+    services.probes.close()
+    services.db_engine.dispose()
+
+
+def test_project_form_stays_inside_the_script_roots(
+    rooted_admin: tuple[FlaskClient, Flask, Path], tmp_path: Path
+) -> None:
+    client, app, allowed = rooted_admin
+    outside = write_project(tmp_path / "outside" / "proj", [RevisionSpec("a1", None, "x")])
+    (allowed / "link").symlink_to(outside)
+    escaping_ini = allowed / "ini" / "alembic.ini"
+    escaping_ini.parent.mkdir()
+    escaping_ini.write_text(f"[alembic]\nscript_location = {outside}\n")
+    spellings = [
+        str(outside),
+        f"{allowed}/../outside/proj",
+        str(allowed / "link"),
+        str(escaping_ini),  # inside, but its script folder is not
+    ]
+    for location in spellings:
+        response = client.post("/admin/projects/new", data=project_form("p", location))
+        body = response.get_data(as_text=True)
+        assert response.status_code == 400, location
+        assert f"{outside} is outside the folders projects may live in" in body, location
+    inside = write_project(allowed / "proj", [RevisionSpec("a1", None, "x")])
+    via_dots = f"{allowed}/ini/../proj"
+    response = client.post("/admin/projects/new", data=project_form("p", via_dots))
+    assert response.status_code == 302
+    with services_of(app).sessions() as session:
+        assert [(p.name, p.script_location) for p in all_projects(session)] == [("p", str(inside))]
+    init = client.post("/admin/projects/init", data={"name": "fresh", "template": "generic"})
+    assert init.status_code == 302  # the projects root always counts as allowed

@@ -11,6 +11,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from migdash import create_app
+from migdash.scaffold import RevisionSpec, write_project
 from migdash.services import services_of
 from migdash.store import registry
 from migdash.store.models import Role
@@ -229,9 +230,10 @@ def test_csrf_guards_admin_forms(csrf_app: Flask, tmp_path: Path) -> None:
     client.post(
         "/login", data={"username": "carol", "password": "carol-password", "csrf_token": token}
     )
+    project = write_project(tmp_path / "p1", [RevisionSpec("a1", None, "first")])
     form = {
         "name": "p1",
-        "script_location": str(tmp_path),
+        "script_location": str(project),
         "version_table": "alembic_version",
         "track": "heads",
     }
@@ -239,7 +241,7 @@ def test_csrf_guards_admin_forms(csrf_app: Flask, tmp_path: Path) -> None:
     token = csrf_token_in(client.get("/admin/projects/new").get_data(as_text=True))
     assert client.post("/admin/projects/new", data={**form, "csrf_token": token}).status_code == 302
     with services_of(csrf_app).sessions() as session:
-        assert registry.get_project(session, "p1").script_location == str(tmp_path)
+        assert registry.get_project(session, "p1").script_location == str(project)
 
 
 @pytest.mark.parametrize(
