@@ -178,8 +178,6 @@ def workspace(
             ("p-reject", "prod", at_a1),
         ]:
             registry.add_target(session, name, project="linear", environment=environment, url=url)
-        session.commit()
-
         _, token = create_token(session, get_user(session, "olga"), "ci", utcnow())
         session.commit()
         values = {"linear": str(linear.location), "at_a1": at_a1, "token": str(token.id)}
@@ -242,3 +240,68 @@ def test_an_admin_runs_every_mutating_command_and_the_audit_names_them(
         elif snapshot(app) == before:
             problems.append((path, "changed nothing", result.output))
     assert problems == []
+
+
+@pytest.mark.parametrize("role", list(Role))
+def test_registry_changes_need_the_admin_role(
+    app: Flask, runner: FlaskCliRunner, role: Role
+) -> None:
+    with services_of(app).sessions() as session:
+        create_user(session, "someone", PASSWORD, role)
+        session.commit()
+    before = snapshot(app)
+    result = runner.invoke(main, ["env", "add", "qa", "--as", "someone"])
+    if role is Role.ADMIN:
+        assert result.exit_code == 0, result.output
+        assert [(e.action, e.actor) for e in audit_since(app, 0)] == [
+            ("registry.environment.add", "someone")
+        ]
+    else:
+        assert result.exit_code == 1
+        assert f"someone ({role.value}) may not admin: this needs the admin role" in result.output
+        assert snapshot(app) == before
+
+
+def test_without_as_the_trusted_cli_actor_acts(
+    app: Flask, runner: FlaskCliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MIGDASH_CLI_USER", raising=False)
+    for args in (["env", "add", "qa"], ["project", "init", "fresh"], ["user", "create", "u1"]):
+        result = runner.invoke(main, args, input="long-enough\nlong-enough\n")
+        assert result.exit_code == 0, result.output
+    assert [(e.action, e.actor) for e in audit_since(app, 0)] == [
+        ("registry.environment.add", "cli"),
+        ("registry.project.add", "cli"),
+        ("user.create", "cli"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [("nobody", "no user named 'nobody'"), ("dan", "user 'dan' is disabled")],
+)
+def test_as_an_unknown_or_disabled_user_is_refused(
+    app: Flask, runner: FlaskCliRunner, name: str, message: str
+) -> None:
+    with services_of(app).sessions() as session:
+        create_user(session, "dan", PASSWORD, Role.ADMIN).active = False
+        session.commit()
+    before = snapshot(app)
+    for args in (["env", "add", "qa", "--as", name], ["user", "set-role", "dan", "viewer"]):
+        result = runner.invoke(main, args, env={"MIGDASH_CLI_USER": name})
+        assert result.exit_code == 1
+        assert message in result.output
+    assert snapshot(app) == before
+
+
+def test_a_viewer_is_refused_before_being_asked_for_a_password(
+    app: Flask, runner: FlaskCliRunner
+) -> None:
+    with services_of(app).sessions() as session:
+        create_user(session, "vera", PASSWORD, Role.VIEWER)
+        session.commit()
+    for args in (["user", "create", "eve"], ["user", "set-password", "vera"]):
+        result = runner.invoke(main, [*args, "--as", "vera"], input="long-enough\nlong-enough\n")
+        assert result.exit_code == 1
+        assert "vera (viewer) may not admin" in result.output
+        assert "Password" not in result.output
