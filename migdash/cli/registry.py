@@ -23,8 +23,8 @@ def db_group() -> None:
     """migdash's own metadata database."""
 
 
-# No --as and no role check: this runs before any user exists (a fresh install creates the
-# users table here), and it only brings the schema to the release's; it changes no data.
+# Exempt from @requires (no --as, no role): it runs before any user exists (a fresh install
+# creates the user table here), and it only brings the metadata DB to this release's schema.
 @db_group.command("upgrade")
 @with_appcontext
 def db_upgrade() -> None:
