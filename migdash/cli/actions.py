@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 from flask.cli import with_appcontext
 
-from migdash.cli.base import emit, json_option, main, resolve_actor, store
+from migdash.cli.base import Actor, emit, json_option, main, requires, resolve_actor, store
 from migdash.cli.registry import project_group
 from migdash.errors import MigdashError
 from migdash.jobs import approvals
@@ -17,6 +17,7 @@ from migdash.jobs.consumer import run_worker
 from migdash.jobs.plans import make_plan
 from migdash.jobs.records import job_json
 from migdash.jobs.requests import cancel_job, request_project_action, request_target_action
+from migdash.permissions import Permission
 from migdash.services import services_of
 from migdash.store import registry
 from migdash.store.models import Job, JobState, utcnow
@@ -357,14 +358,18 @@ def worker(threads: int | None) -> None:
 @click.argument("name")
 @click.option("--template", default="generic", show_default=True)
 @json_option
-@with_appcontext
-def init(name: str, template: str, as_json: bool) -> None:
+@requires(Permission.ADMIN)
+def init(name: str, template: str, as_json: bool, actor: Actor) -> None:
     """Create a new Alembic environment under MIGDASH_PROJECTS_ROOT and register it."""
     from migdash.jobs.projects import init_project
 
     with store() as (session, services):
         project = init_project(
-            session, Path(services.settings["MIGDASH_PROJECTS_ROOT"]), name, template, actor="cli"
+            session,
+            Path(services.settings["MIGDASH_PROJECTS_ROOT"]),
+            name,
+            template,
+            actor=actor.name,
         )
         session.commit()
         emit(

@@ -1,17 +1,33 @@
-"""The ``migdash`` group and what every command shares: errors, JSON, the store."""
+"""The ``migdash`` group and what every command shares: errors, JSON, the store, the actor.
+
+Exit status, the same for every command:
+
+- ``0``: the command did what was asked (a report of unreachable targets is
+  still a report; an upgrade with nothing to do is not an error);
+- ``1``: it was refused or failed: any :class:`~migdash.errors.MigdashError`
+  (a role that does not allow it, an unknown name, a conflict...), a metadata
+  database that cannot be used, a ``--wait`` job that did not succeed, or an
+  answer to a prompt cut short; the message (and hint) go to stderr;
+- ``2``: the command line itself is wrong (unknown command or option, a missing
+  or badly typed argument), as click reports it.
+
+Mutating commands carry ``@requires(permission)`` (or pass the role on to
+``migdash.jobs``, which checks it), so the role of ``--as USER`` applies.
+"""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import click
 from flask import Flask
-from flask.cli import FlaskGroup
+from flask.cli import FlaskGroup, with_appcontext
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import Session
 
@@ -19,6 +35,7 @@ from migdash import create_app
 from migdash.config import ensure_instance
 from migdash.engine.child import protect_process_memory
 from migdash.errors import MigdashError
+from migdash.permissions import Permission, require
 from migdash.services import Services, services_of
 from migdash.store.models import Role
 from migdash.store.session import schema_is_current
@@ -91,7 +108,23 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON."
 CLI_ACTOR = "cli"
 
 
-def resolve_actor(session: Session, name: str | None) -> tuple[str, Role]:
+class Actor(NamedTuple):
+    """Who a command acts as: a named user with their role, or the trusted ``cli``."""
+
+    name: str
+    role: Role
+
+
+ACTOR_OPTION = click.option(
+    "--as",
+    "actor",
+    default=None,
+    envvar="MIGDASH_CLI_USER",
+    help="Act as this migdash user (their role applies); default: the shell's trusted 'cli'.",
+)
+
+
+def resolve_actor(session: Session, name: str | None) -> Actor:
     """The named user and their role, or the shell's trusted ``cli`` actor.
 
     Anyone who can run ``migdash`` on the instance can read its keys anyway,
@@ -99,8 +132,31 @@ def resolve_actor(session: Session, name: str | None) -> tuple[str, Role]:
     named user, because the four-eyes rule is about people.
     """
     if name is None:
-        return CLI_ACTOR, Role.ADMIN
+        return Actor(CLI_ACTOR, Role.ADMIN)
     user = get_user(session, name)
     if not user.active:
         raise MigdashError(f"user {name!r} is disabled")
-    return user.username, Role(user.role)
+    return Actor(user.username, Role(user.role))
+
+
+def requires(permission: Permission) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Give a mutating command ``--as USER`` and run it only if that role has *permission*.
+
+    The command receives ``actor``, an :class:`Actor`, to name in its audit
+    rows.  The check reads the user in a session of its own and ends before
+    the command's body opens one, so a refused command changes nothing, and a
+    password is never prompted for only to be refused.  The app context is
+    pushed here, so the decorator works in any position under ``@command``.
+    """
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(command)
+        def checked(*args: Any, actor: str | None, **kwargs: Any) -> Any:
+            with store() as (session, _):
+                who = resolve_actor(session, actor)
+            require(who.role, permission, actor=who.name)
+            return command(*args, actor=who, **kwargs)
+
+        return ACTOR_OPTION(with_appcontext(checked))
+
+    return decorate

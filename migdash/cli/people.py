@@ -1,17 +1,40 @@
-"""People commands: users (create, list, set-role, disable) and personal API tokens."""
+"""People commands: users (create, list, set-role, set-password, disable) and API tokens.
+
+Each change goes through the same ``migdash.store.users`` / ``tokens`` function
+the web's user pages call, with the acting user passed in, so the safety rules
+(nobody changes their own role or disables themself, an instance keeps an
+active admin) and the audit rows cannot drift between the two.
+"""
 
 from __future__ import annotations
 
 import click
 from flask.cli import with_appcontext
 
-from migdash.cli.base import emit, json_option, main, store
-from migdash.store import audit
+from migdash.cli.base import Actor, emit, json_option, main, requires, store
+from migdash.permissions import Permission
 from migdash.store.models import Role, utcnow
-from migdash.store.tokens import create_token, list_tokens, revoke_token
-from migdash.store.users import create_user, get_user, list_users, set_active, set_role
+from migdash.store.tokens import issue_token, list_tokens, withdraw_token
+from migdash.store.users import (
+    change_active,
+    change_role,
+    get_user,
+    list_users,
+    register_user,
+    reset_password,
+)
 
 ROLE_CHOICE = click.Choice([r.value for r in Role])
+PASSWORD_OPTION = click.option(
+    "--password", default=None, help="Prompted for (hidden, twice) when not given."
+)
+
+
+def _new_password(password: str | None) -> str:
+    """The given password, or one asked for only now: after the role check, never before it."""
+    if password is not None:
+        return password
+    return str(click.prompt("Password", hide_input=True, confirmation_prompt=True))
 
 
 @main.group("user")
@@ -22,20 +45,13 @@ def user_group() -> None:
 @user_group.command("create")
 @click.argument("name")
 @click.option("--role", type=ROLE_CHOICE, default=Role.VIEWER.value, show_default=True)
-@click.option(
-    "--password",
-    prompt=True,
-    hide_input=True,
-    confirmation_prompt=True,
-    help="Prompted for when not given.",
-)
+@PASSWORD_OPTION
 @json_option
-@with_appcontext
-def user_create(name: str, role: str, password: str, as_json: bool) -> None:
+@requires(Permission.ADMIN)
+def user_create(name: str, role: str, password: str | None, as_json: bool, actor: Actor) -> None:
     """Create a user with a hashed password."""
     with store() as (session, _):
-        user = create_user(session, name, password, Role(role))
-        audit.record(session, "cli", "user.create", detail={"user": user.username, "role": role})
+        user = register_user(session, name, _new_password(password), Role(role), actor=actor.name)
         session.commit()
         emit(
             {"username": user.username, "role": user.role},
@@ -68,31 +84,38 @@ def user_list(as_json: bool) -> None:
 @user_group.command("set-role")
 @click.argument("name")
 @click.argument("role", type=ROLE_CHOICE)
-@with_appcontext
-def user_set_role(name: str, role: str) -> None:
-    """Change a user's role."""
+@requires(Permission.ADMIN)
+def user_set_role(name: str, role: str, actor: Actor) -> None:
+    """Change a user's role (never your own; the last active admin stays one)."""
     with store() as (session, _):
         user = get_user(session, name)
         before = user.role
-        set_role(session, user, Role(role))
-        audit.record(
-            session, "cli", "user.set_role", detail={"user": name, "from": before, "to": role}
-        )
+        change_role(session, user, Role(role), actor=actor.name)
         session.commit()
-        click.echo(f"{name}: {before} -> {role}")
+        click.echo(f"{name}: {before} -> {role}" if before != role else f"{name} is already {role}")
+
+
+@user_group.command("set-password")
+@click.argument("name")
+@PASSWORD_OPTION
+@requires(Permission.ADMIN)
+def user_set_password(name: str, password: str | None, actor: Actor) -> None:
+    """Set a new password for a user (an admin's reset; they sign in with it from now on)."""
+    with store() as (session, _):
+        user = get_user(session, name)
+        reset_password(session, user, _new_password(password), actor=actor.name)
+        session.commit()
+        click.echo(f"{name}: password changed")
 
 
 @user_group.command("disable")
 @click.argument("name")
 @click.option("--enable", is_flag=True, help="Re-enable instead.")
-@with_appcontext
-def user_disable(name: str, enable: bool) -> None:
-    """Disable an account (sign-in and tokens stop working at once)."""
+@requires(Permission.ADMIN)
+def user_disable(name: str, enable: bool, actor: Actor) -> None:
+    """Disable an account (sign-in and tokens stop working at once); never your own."""
     with store() as (session, _):
-        set_active(session, get_user(session, name), enable)
-        audit.record(
-            session, "cli", "user.enable" if enable else "user.disable", detail={"user": name}
-        )
+        change_active(session, get_user(session, name), enable, actor=actor.name)
         session.commit()
         click.echo(f"{name}: {'enabled' if enable else 'disabled'}")
 
@@ -106,20 +129,16 @@ def token_group() -> None:
 @click.argument("name")
 @click.option("--user", "username", required=True, help="Whose token (their role applies).")
 @json_option
-@with_appcontext
-def token_create(name: str, username: str, as_json: bool) -> None:
+@requires(Permission.ADMIN)
+def token_create(name: str, username: str, as_json: bool, actor: Actor) -> None:
     """Create a token; it is printed once and only its hash is kept."""
     with store() as (session, _):
-        plaintext, token = create_token(session, get_user(session, username), name, utcnow())
-        audit.record(
-            session,
-            "cli",
-            "token.create",
-            detail={"user": username, "token_id": token.id, "name": name},
+        plaintext, token = issue_token(
+            session, get_user(session, username), name, actor=actor.name, now=utcnow()
         )
         session.commit()
         emit(
-            {"id": token.id, "name": name, "user": username, "token": plaintext},
+            {"id": token.id, "name": token.name, "user": username, "token": plaintext},
             as_json,
             f"token {token.id} for {username}: {plaintext}\n(shown once; store it now)",
         )
@@ -127,17 +146,11 @@ def token_create(name: str, username: str, as_json: bool) -> None:
 
 @token_group.command("revoke")
 @click.argument("token_id", type=int)
-@with_appcontext
-def token_revoke(token_id: int) -> None:
+@requires(Permission.ADMIN)
+def token_revoke(token_id: int, actor: Actor) -> None:
     """Revoke a token (by the id `token list` shows)."""
     with store() as (session, _):
-        token = revoke_token(session, token_id, utcnow())
-        audit.record(
-            session,
-            "cli",
-            "token.revoke",
-            detail={"token_id": token_id, "user": token.user.username},
-        )
+        withdraw_token(session, token_id, actor=actor.name, now=utcnow())
         session.commit()
         click.echo(f"token {token_id} revoked")
 

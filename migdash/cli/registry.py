@@ -7,8 +7,9 @@ from pathlib import Path
 import click
 from flask.cli import with_appcontext
 
-from migdash.cli.base import emit, json_option, main, store
+from migdash.cli.base import Actor, emit, json_option, main, requires, store
 from migdash.engine.scrub import mask_url
+from migdash.permissions import Permission
 from migdash.services import services_of
 from migdash.status import project_graph
 from migdash.store import audit, registry
@@ -22,6 +23,8 @@ def db_group() -> None:
     """migdash's own metadata database."""
 
 
+# Exempt from @requires (no --as, no role): it runs before any user exists (a fresh install
+# creates the user table here), and it only brings the metadata DB to this release's schema.
 @db_group.command("upgrade")
 @with_appcontext
 def db_upgrade() -> None:
@@ -31,8 +34,8 @@ def db_upgrade() -> None:
 
 
 @db_group.command("rotate-key")
-@with_appcontext
-def db_rotate_key() -> None:
+@requires(Permission.ADMIN)
+def db_rotate_key(actor: Actor) -> None:
     """Re-encrypt every stored target URL with the first key of MIGDASH_ENCRYPTION_KEY.
 
     Put the new key first and keep the old one after it (comma-separated) while this
@@ -40,7 +43,7 @@ def db_rotate_key() -> None:
     """
     with store() as (session, services):
         count = rotate_target_urls(session, services.cipher)
-        audit.record(session, "cli", "db.rotate_key", detail={"targets": count})
+        audit.record(session, actor.name, "db.rotate_key", detail={"targets": count})
         session.commit()
         click.echo(f"re-encrypted {count} target URL(s) with the first key")
 
@@ -73,7 +76,7 @@ def project_group() -> None:
 )
 @click.option("--url-env-var", default=None, help="With --url-mode env: the variable's name.")
 @json_option
-@with_appcontext
+@requires(Permission.ADMIN)
 def project_add(
     name: str,
     script_location: str,
@@ -83,6 +86,7 @@ def project_add(
     url_mode: str,
     url_env_var: str | None,
     as_json: bool,
+    actor: Actor,
 ) -> None:
     """Register an existing Alembic project."""
     with store() as (session, services):
@@ -96,7 +100,7 @@ def project_add(
             track=track,
             url_mode=url_mode,
             url_env_var=url_env_var,
-            actor="cli",
+            actor=actor.name,
             roots=services.settings["MIGDASH_SCRIPT_ROOTS"],
         )
         session.commit()
@@ -128,9 +132,14 @@ def env_group() -> None:
     help="Distinct approvers a job needs when protected.",
 )
 @json_option
-@with_appcontext
+@requires(Permission.ADMIN)
 def env_add(
-    name: str, protected: bool, position: int | None, required_approvals: int, as_json: bool
+    name: str,
+    protected: bool,
+    position: int | None,
+    required_approvals: int,
+    as_json: bool,
+    actor: Actor,
 ) -> None:
     """Create an environment."""
     with store() as (session, _):
@@ -140,7 +149,7 @@ def env_add(
             protected=protected,
             position=position,
             required_approvals=required_approvals,
-            actor="cli",
+            actor=actor.name,
         )
         session.commit()
         emit(
@@ -164,7 +173,7 @@ def target_group() -> None:
 @click.option("--version-table", default=None, help="Override the project's version table.")
 @click.option("--version-table-schema", default=None)
 @json_option
-@with_appcontext
+@requires(Permission.ADMIN)
 def target_add(
     name: str,
     project: str,
@@ -174,6 +183,7 @@ def target_add(
     version_table: str | None,
     version_table_schema: str | None,
     as_json: bool,
+    actor: Actor,
 ) -> None:
     """Register a database."""
     with store() as (session, _):
@@ -186,7 +196,7 @@ def target_add(
             tags=tags,
             version_table=version_table,
             version_table_schema=version_table_schema,
-            actor="cli",
+            actor=actor.name,
         )
         session.commit()
         emit(
@@ -215,7 +225,7 @@ def target_add(
 @click.option("--url-mode", type=click.Choice(["config", "connection", "env"]), default=None)
 @click.option("--url-env-var", default=None)
 @json_option
-@with_appcontext
+@requires(Permission.ADMIN)
 def project_edit(
     name: str,
     rename: str | None,
@@ -226,6 +236,7 @@ def project_edit(
     url_mode: str | None,
     url_env_var: str | None,
     as_json: bool,
+    actor: Actor,
 ) -> None:
     """Change a project's settings."""
     with store() as (session, services):
@@ -247,7 +258,7 @@ def project_edit(
         registry.edit_project(
             session,
             project,
-            actor="cli",
+            actor=actor.name,
             roots=services.settings["MIGDASH_SCRIPT_ROOTS"],
             **changes,
         )
@@ -266,13 +277,13 @@ def project_edit(
 
 @project_group.command("remove")
 @click.argument("name")
-@with_appcontext
-def project_remove(name: str) -> None:
+@requires(Permission.ADMIN)
+def project_remove(name: str, actor: Actor) -> None:
     """Unregister a project and its targets (files and databases are not touched)."""
     with store() as (session, services):
         project = registry.get_project(session, name)
         services.catalog.forget(project.script_location)
-        registry.remove_project(session, project, actor="cli")
+        registry.remove_project(session, project, actor=actor.name)
         session.commit()
         click.echo(f"removed project {name}")
 
@@ -314,8 +325,10 @@ def project_list(as_json: bool) -> None:
 @click.option("--rename", default=None)
 @click.option("--protected/--unprotected", default=None)
 @click.option("--position", type=int, default=None)
-@with_appcontext
-def env_edit(name: str, rename: str | None, protected: bool | None, position: int | None) -> None:
+@requires(Permission.ADMIN)
+def env_edit(
+    name: str, rename: str | None, protected: bool | None, position: int | None, actor: Actor
+) -> None:
     """Rename, (un)protect or reorder an environment."""
     with store() as (session, _):
         env = registry.get_environment(session, name)
@@ -324,18 +337,20 @@ def env_edit(name: str, rename: str | None, protected: bool | None, position: in
             changes["name"] = rename
         if protected is not None:
             changes["protected"] = protected
-        registry.edit_environment(session, env, actor="cli", **changes)
+        registry.edit_environment(session, env, actor=actor.name, **changes)
         session.commit()
         click.echo(f"updated environment {env.name}")
 
 
 @env_group.command("remove")
 @click.argument("name")
-@with_appcontext
-def env_remove(name: str) -> None:
+@requires(Permission.ADMIN)
+def env_remove(name: str, actor: Actor) -> None:
     """Delete an empty environment."""
     with store() as (session, _):
-        registry.remove_environment(session, registry.get_environment(session, name), actor="cli")
+        registry.remove_environment(
+            session, registry.get_environment(session, name), actor=actor.name
+        )
         session.commit()
         click.echo(f"removed environment {name}")
 
@@ -375,7 +390,7 @@ def env_list(as_json: bool) -> None:
 @click.option("--env", "environment", default=None)
 @click.option("--url", default=None)
 @click.option("--tag", "tags", multiple=True, help="Replaces the tags when given.")
-@with_appcontext
+@requires(Permission.ADMIN)
 def target_edit(
     name: str,
     rename: str | None,
@@ -383,6 +398,7 @@ def target_edit(
     environment: str | None,
     url: str | None,
     tags: tuple[str, ...],
+    actor: Actor,
 ) -> None:
     """Change a target."""
     with store() as (session, _):
@@ -392,18 +408,18 @@ def target_edit(
             changes["name"] = rename
         if tags:
             changes["tags"] = list(tags)
-        registry.edit_target(session, target, actor="cli", **changes)
+        registry.edit_target(session, target, actor=actor.name, **changes)
         session.commit()
         click.echo(f"updated target {target.name} ({mask_url(target.url)})")
 
 
 @target_group.command("remove")
 @click.argument("name")
-@with_appcontext
-def target_remove(name: str) -> None:
+@requires(Permission.ADMIN)
+def target_remove(name: str, actor: Actor) -> None:
     """Unregister a target (the database is not touched)."""
     with store() as (session, _):
-        registry.remove_target(session, registry.get_target(session, name), actor="cli")
+        registry.remove_target(session, registry.get_target(session, name), actor=actor.name)
         session.commit()
         click.echo(f"removed target {name}")
 

@@ -30,12 +30,18 @@ from migdash.store import registry
 
 @pytest.fixture
 def cli(runner: FlaskCliRunner) -> Callable[..., Result]:
-    """Run ``migdash ARGS``; by default insist on exit code 0 and show the output if not."""
+    """Run ``migdash ARGS``; insist on exit code 0, or with ``ok=False`` on a non-zero one.
+
+    Every error path is asserted to fail (no error may exit 0), whatever else
+    the test then checks about the message or the exact code.
+    """
 
     def invoke(*args: str, ok: bool = True, input: str | None = None) -> Result:
         result = runner.invoke(main, list(args), input=input)
         if ok:
             assert result.exit_code == 0, (result.output, result.exception)
+        else:
+            assert result.exit_code != 0, f"an error path exited 0: {result.output}"
         return result
 
     return invoke

@@ -339,7 +339,9 @@ def test_errors_are_a_clean_message_and_non_zero_exit(
 
 
 def test_broken_project_error_names_the_file(cli: Callable[..., Result], broken: Path) -> None:
-    assert broken.name in cli("heads", "broken", ok=False).output
+    result = cli("heads", "broken", ok=False)
+    assert result.exit_code == 1
+    assert broken.name in result.output
 
 
 def test_status_of_a_broken_project_keeps_going(

@@ -393,6 +393,7 @@ def test_user_create_refuses_short_passwords_and_duplicates(cli: Callable[..., R
     assert "at least 8 characters" in short.output
     cli("user", "create", "bob", "--password", "long-enough")
     again = cli("user", "create", "bob", "--password", "long-enough", ok=False)
+    assert again.exit_code == 1
     assert "a user named 'bob' already exists" in again.output
     assert "Traceback" not in short.output + again.output
 
