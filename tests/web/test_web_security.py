@@ -35,6 +35,7 @@ PAGES = [
     "/admin/environments/dev/edit",
     "/admin/targets/new",
     "/admin/targets/shop-dev/edit",
+    "/admin/projects/shop/delete",
     "/users/",
     "/users/site-admin",
     "/jobs/",
