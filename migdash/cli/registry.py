@@ -6,13 +6,16 @@ from pathlib import Path
 
 import click
 from flask.cli import with_appcontext
+from sqlalchemy.orm import Session
 
-from migdash.cli.base import emit, json_option, main, store
+from migdash.cli.base import CLI_ACTOR, emit, json_option, main, store
 from migdash.engine.scrub import mask_url
+from migdash.jobs import removal
 from migdash.services import services_of
 from migdash.status import project_graph
 from migdash.store import audit, registry
 from migdash.store.crypto import rotate_target_urls
+from migdash.store.models import Role, utcnow
 
 # --- db -----------------------------------------------------------------------------------
 
@@ -203,6 +206,43 @@ def target_add(
 
 # --- edit, remove, list -------------------------------------------------------------------
 
+yes_option = click.option("--yes", is_flag=True, help="Remove without asking for confirmation.")
+
+
+def confirm_removal(
+    session: Session, kind: str, name: str, *, yes: bool, actor: str, role: Role
+) -> removal.RemovalSummary:
+    """Show what goes (as the web confirmation page does), ask, then remove and commit.
+
+    A refused removal (a running job, an environment holding targets) raises
+    before anything is asked; answering no aborts with exit code 1.
+    """
+    summary = removal.removal_summary(session, kind, name)
+    click.echo(removal_text(summary))
+    removal.refuse_if_blocked(summary)
+    if not yes:
+        click.confirm(f"Remove {kind} {name}?", default=False, abort=True)
+    done = removal.remove(
+        session, kind, name, actor=actor, role=role, now=utcnow(), seen=summary.fingerprint
+    )
+    session.commit()
+    cancelled = ", ".join(str(job.id) for job in done.pending)
+    click.echo(f"removed {kind} {name}" + (f"; cancelled job(s) {cancelled}" if cancelled else ""))
+    return done
+
+
+def removal_text(summary: removal.RemovalSummary) -> str:
+    lines = [f"Removing {summary.kind} {summary.name}:"]
+    lines += [f"  target {t.name} ({t.project}, {t.environment})" for t in summary.targets]
+    for job in summary.running + summary.pending:
+        given = ", ".join(f"{a.decided_by} ({a.decision})" for a in job.approvals)
+        lines.append(
+            f"  job {job.id} {job.state.value}: {job.description}"
+            + (f"; approvals: {given}" if given else "")
+        )
+    lines += [f"- {line}" for line in summary.consequences()]
+    return "\n".join(lines)
+
 
 @project_group.command("edit")
 @click.argument("name")
@@ -259,15 +299,17 @@ def project_edit(
 
 @project_group.command("remove")
 @click.argument("name")
+@yes_option
 @with_appcontext
-def project_remove(name: str) -> None:
-    """Unregister a project and its targets (files and databases are not touched)."""
+def project_remove(name: str, yes: bool) -> None:
+    """Unregister a project and its targets; their pending jobs are cancelled.
+
+    Files and databases are not touched.  A running job refuses the removal.
+    """
     with store() as (session, services):
-        project = registry.get_project(session, name)
-        services.catalog.forget(project.script_location)
-        registry.remove_project(session, project, actor="cli")
-        session.commit()
-        click.echo(f"removed project {name}")
+        location = registry.get_project(session, name).script_location
+        confirm_removal(session, "project", name, yes=yes, actor=CLI_ACTOR, role=Role.ADMIN)
+        services.catalog.forget(location)
 
 
 @project_group.command("list")
@@ -324,13 +366,12 @@ def env_edit(name: str, rename: str | None, protected: bool | None, position: in
 
 @env_group.command("remove")
 @click.argument("name")
+@yes_option
 @with_appcontext
-def env_remove(name: str) -> None:
+def env_remove(name: str, yes: bool) -> None:
     """Delete an empty environment."""
     with store() as (session, _):
-        registry.remove_environment(session, registry.get_environment(session, name), actor="cli")
-        session.commit()
-        click.echo(f"removed environment {name}")
+        confirm_removal(session, "environment", name, yes=yes, actor=CLI_ACTOR, role=Role.ADMIN)
 
 
 @env_group.command("list")
@@ -392,13 +433,12 @@ def target_edit(
 
 @target_group.command("remove")
 @click.argument("name")
+@yes_option
 @with_appcontext
-def target_remove(name: str) -> None:
-    """Unregister a target (the database is not touched)."""
+def target_remove(name: str, yes: bool) -> None:
+    """Unregister a target; its pending jobs are cancelled (the database is not touched)."""
     with store() as (session, _):
-        registry.remove_target(session, registry.get_target(session, name), actor="cli")
-        session.commit()
-        click.echo(f"removed target {name}")
+        confirm_removal(session, "target", name, yes=yes, actor=CLI_ACTOR, role=Role.ADMIN)
 
 
 @target_group.command("list")
