@@ -10,9 +10,11 @@ production leaves in the metadata database.
 from __future__ import annotations
 
 import itertools
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.orm import Session
 
+from migdash import create_app
 from migdash.errors import Conflict, Forbidden, InvalidInput, NotFound
 from migdash.jobs import approvals, removal
 from migdash.jobs.locks import acquire_lease
@@ -67,6 +70,12 @@ class World:
 
 @pytest.fixture
 def world(
+    app: Flask, session: Session, make_project: Callable[..., Any], make_target: Callable[..., str]
+) -> World:
+    return build_world(app, session, make_project, make_target)
+
+
+def build_world(
     app: Flask, session: Session, make_project: Callable[..., Any], make_target: Callable[..., str]
 ) -> World:
     """Project ``shop`` (shop-dev, shop-prod) and ``other`` (other-dev), each with a pending job."""
@@ -340,6 +349,8 @@ FINISHED = st.lists(
     max_size=2,
 )
 STARTED = {"running", "succeeded", "failed", "interrupted"}
+COUNTER = itertools.count()
+"""Fresh names per generated example (the app and its database live for the whole test)."""
 
 
 @st.composite
@@ -464,8 +475,6 @@ def test_removal_leaves_no_pending_job_and_audits_each_cancellation_once(
     assert {e.detail["reason"] for e in cancels} <= {f"{kind} {name} removed by {ADMIN}"}
 
 
-COUNTER = itertools.count()
-
 
 def _has_env(session: Session) -> bool:
     try:
@@ -473,3 +482,69 @@ def _has_env(session: Session) -> bool:
     except NotFound:
         return False
     return True
+
+
+# --- PostgreSQL: a worker's claim and a removal at the same moment -----------------------
+
+
+@pytest.fixture
+def postgres_app(tmp_path: Path, postgres_url: str) -> Iterator[Flask]:
+    (tmp_path / "pg-instance").mkdir()
+    app = create_app(
+        {
+            "TESTING": True,
+            "MIGDASH_INSTANCE": str(tmp_path / "pg-instance"),
+            "MIGDASH_SECRET_KEY": "pg-secret",
+            "MIGDASH_DATABASE_URL": postgres_url,
+            "MIGDASH_PROBE_TIMEOUT": 3.0,
+        }
+    )
+    services_of(app).upgrade_schema()
+    yield app
+    services_of(app).probes.close()
+    services_of(app).db_engine.dispose()
+
+
+@pytest.mark.server
+def test_a_claim_committed_during_the_removal_refuses_it_on_postgresql(
+    postgres_app: Flask, make_project: Callable[..., Any], make_target: Callable[..., str]
+) -> None:
+    """The worker's UPDATE holds the row; the removal's compare-and-set waits, then sees running."""
+    services = services_of(postgres_app)
+    with services.sessions() as setup:
+        world = build_world(postgres_app, setup, make_project, make_target)
+    worker = services.sessions()
+    job = worker.get(Job, world.queued)
+    assert job is not None
+    assert job.target_id is not None
+    now = utcnow()
+    assert acquire_lease(worker, job.target_id, job.id, "w1", now, timedelta(minutes=5)) is None
+    assert move_job(worker, job.id, JobState.QUEUED, JobState.RUNNING, started_at=now)
+    outcome: list[BaseException | None] = []
+
+    def remove_project() -> None:
+        with services.sessions() as remover:
+            try:
+                removal.remove(remover, "project", "shop", actor=ADMIN, role=Role.ADMIN, now=now)
+                remover.commit()
+                outcome.append(None)
+            except Conflict as exc:
+                remover.rollback()
+                outcome.append(exc)
+
+    thread = threading.Thread(target=remove_project)
+    thread.start()
+    thread.join(1.0)
+    assert thread.is_alive(), "the removal should wait for the worker's row lock"
+    worker.commit()
+    worker.close()
+    thread.join(30)
+
+    (refused,) = outcome
+    assert isinstance(refused, Conflict)
+    assert f"job {world.queued} (upgrade shop-dev to heads) started running" in str(refused)
+    with services.sessions() as after:
+        assert state_of(after, world.held) == JobState.AWAITING_APPROVAL
+        assert state_of(after, world.queued) == JobState.RUNNING
+        assert cancel_rows(after) == []
+        assert after.scalar(sa.select(Project).where(Project.name == "shop")) is not None
