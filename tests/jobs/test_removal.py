@@ -475,7 +475,6 @@ def test_removal_leaves_no_pending_job_and_audits_each_cancellation_once(
     assert {e.detail["reason"] for e in cancels} <= {f"{kind} {name} removed by {ADMIN}"}
 
 
-
 def _has_env(session: Session) -> bool:
     try:
         registry.get_environment(session, "dev")
