@@ -6,16 +6,15 @@ from pathlib import Path
 
 import click
 from flask.cli import with_appcontext
-from sqlalchemy.orm import Session
 
 from migdash.cli.base import CLI_ACTOR, emit, json_option, main, store
+from migdash.cli.removal import confirm_removal, yes_option
 from migdash.engine.scrub import mask_url
-from migdash.jobs import removal
 from migdash.services import services_of
 from migdash.status import project_graph
 from migdash.store import audit, registry
 from migdash.store.crypto import rotate_target_urls
-from migdash.store.models import Role, utcnow
+from migdash.store.models import Role
 
 # --- db -----------------------------------------------------------------------------------
 
@@ -205,43 +204,6 @@ def target_add(
 
 
 # --- edit, remove, list -------------------------------------------------------------------
-
-yes_option = click.option("--yes", is_flag=True, help="Remove without asking for confirmation.")
-
-
-def confirm_removal(
-    session: Session, kind: str, name: str, *, yes: bool, actor: str, role: Role
-) -> removal.RemovalSummary:
-    """Show what goes (as the web confirmation page does), ask, then remove and commit.
-
-    A refused removal (a running job, an environment holding targets) raises
-    before anything is asked; answering no aborts with exit code 1.
-    """
-    summary = removal.removal_summary(session, kind, name)
-    click.echo(removal_text(summary))
-    removal.refuse_if_blocked(summary)
-    if not yes:
-        click.confirm(f"Remove {kind} {name}?", default=False, abort=True)
-    done = removal.remove(
-        session, kind, name, actor=actor, role=role, now=utcnow(), seen=summary.fingerprint
-    )
-    session.commit()
-    cancelled = ", ".join(str(job.id) for job in done.pending)
-    click.echo(f"removed {kind} {name}" + (f"; cancelled job(s) {cancelled}" if cancelled else ""))
-    return done
-
-
-def removal_text(summary: removal.RemovalSummary) -> str:
-    lines = [f"Removing {summary.kind} {summary.name}:"]
-    lines += [f"  target {t.name} ({t.project}, {t.environment})" for t in summary.targets]
-    for job in summary.running + summary.pending:
-        given = ", ".join(f"{a.decided_by} ({a.decision})" for a in job.approvals)
-        lines.append(
-            f"  job {job.id} {job.state.value}: {job.description}"
-            + (f"; approvals: {given}" if given else "")
-        )
-    lines += [f"- {line}" for line in summary.consequences()]
-    return "\n".join(lines)
 
 
 @project_group.command("edit")

@@ -16,10 +16,21 @@ import sqlalchemy as sa
 from click.testing import Result
 from flask import Flask
 
+from migdash.cli.removal import confirm_removal
+from migdash.errors import Forbidden
 from migdash.jobs.locks import acquire_lease
 from migdash.jobs.records import move_job
 from migdash.services import services_of
-from migdash.store.models import AuditEvent, Environment, Job, JobState, Project, Target, utcnow
+from migdash.store.models import (
+    AuditEvent,
+    Environment,
+    Job,
+    JobState,
+    Project,
+    Role,
+    Target,
+    utcnow,
+)
 
 
 @pytest.fixture
@@ -152,3 +163,14 @@ def test_env_remove_keeps_the_rule_about_targets(
     assert "removed environment scratch" in cli("env", "remove", "scratch", input="y\n").output
     with services_of(app).sessions() as session:
         assert [e.name for e in session.scalars(sa.select(Environment))] == ["dev", "prod"]
+
+
+def test_a_role_that_may_not_remove_is_refused_before_the_question(
+    app: Flask, shop: dict[str, int], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """For when commands act as a named user (``--as``): nothing is shown or asked of them."""
+    before = snapshot(app)
+    with services_of(app).sessions() as session, pytest.raises(Forbidden, match="admin role"):
+        confirm_removal(session, "project", "shop", yes=True, actor="amir", role=Role.APPROVER)
+    assert capsys.readouterr().out == ""
+    assert snapshot(app) == before
