@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -164,7 +164,10 @@ def remove(
     now: datetime,
     seen: str | None = None,
 ) -> RemovalSummary:
-    """Cancel the pending jobs of what goes, then unregister it; returns what was done.
+    """Cancel the pending jobs of what goes, then unregister it.
+
+    Returns the summary of what was done: ``pending`` holds the jobs this
+    removal cancelled (not those that ended on their own meanwhile).
 
     :param seen: the :attr:`RemovalSummary.fingerprint` the actor confirmed;
         if what the removal affects changed since, nothing is removed.
@@ -181,10 +184,13 @@ def remove(
             hint="Read the summary again and confirm again.",
         )
     reason = f"{kind} {name} removed by {actor}"
-    for affected in summary.pending:
-        _cancel(session, affected, summary, actor=actor, reason=reason, now=now)
+    cancelled = tuple(
+        affected
+        for affected in summary.pending
+        if _cancel(session, affected, summary, actor=actor, reason=reason, now=now)
+    )
     _unregister(session, kind, name, actor)
-    return summary
+    return replace(summary, pending=cancelled)
 
 
 def _subject(session: Session, kind: str, name: str) -> tuple[list[Target], sa.ColumnElement[bool]]:
@@ -244,7 +250,7 @@ def _cancel(
     actor: str,
     reason: str,
     now: datetime,
-) -> None:
+) -> bool:
     """Cancel one job by compare-and-set; one that started running meanwhile refuses all."""
     cancelled = any(
         move_job(session, affected.id, state, JobState.CANCELLED, finished_at=now, note=None)
@@ -260,9 +266,10 @@ def _cancel(
                 f"{summary.kind} {summary.name} was being removed; nothing was removed",
                 hint="Wait for it to end, then remove again.",
             )
-        return  # it ended on its own (cancelled or rejected by someone else): nothing to do
+        return False  # it ended on its own (cancelled or rejected by someone else)
     add_log(session, job.id, f"cancelled by {actor}: {reason}", now)
     audit_job(session, actor, "job.cancel", job, now, detail={"reason": reason})
+    return True
 
 
 def _unregister(session: Session, kind: str, name: str, actor: str) -> None:

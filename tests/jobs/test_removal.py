@@ -292,6 +292,36 @@ def test_a_job_that_starts_running_while_removing_refuses_it(
     assert after.scalar(sa.select(Project).where(Project.name == "shop")) is not None
 
 
+def test_a_job_rejected_meanwhile_is_left_as_it_ended(
+    world: World,
+    session: Session,
+    fresh: Callable[[], Session],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Someone rejects the held job after the summary was read: the removal goes on without it."""
+    read_summary = removal.removal_summary
+
+    def summary_then_reject(*args: Any) -> removal.RemovalSummary:
+        summary = read_summary(*args)
+        other = fresh()
+        approvals.reject(
+            other, world.held, actor=APPROVER, role=Role.APPROVER, comment="no", now=utcnow()
+        )
+        other.commit()
+        return summary
+
+    monkeypatch.setattr(removal, "removal_summary", summary_then_reject)
+
+    done = removal.remove(session, "project", "shop", actor=ADMIN, role=Role.ADMIN, now=utcnow())
+    session.commit()
+
+    assert [j.id for j in done.pending] == [world.queued]
+    after = fresh()
+    assert state_of(after, world.held) == JobState.REJECTED
+    assert state_of(after, world.queued) == JobState.CANCELLED
+    assert [r.job_id for r in cancel_rows(after)] == [world.queued]
+
+
 def test_a_changed_summary_refuses_a_stale_confirmation(
     app: Flask, world: World, session: Session, fresh: Callable[[], Session]
 ) -> None:
