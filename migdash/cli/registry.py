@@ -8,6 +8,7 @@ import click
 from flask.cli import with_appcontext
 
 from migdash.cli.base import Actor, emit, json_option, main, requires, store
+from migdash.cli.removal import confirm_removal, yes_option
 from migdash.engine.scrub import mask_url
 from migdash.permissions import Permission
 from migdash.services import services_of
@@ -277,15 +278,17 @@ def project_edit(
 
 @project_group.command("remove")
 @click.argument("name")
+@yes_option
 @requires(Permission.ADMIN)
-def project_remove(name: str, actor: Actor) -> None:
-    """Unregister a project and its targets (files and databases are not touched)."""
+def project_remove(name: str, yes: bool, actor: Actor) -> None:
+    """Unregister a project and its targets; their pending jobs are cancelled.
+
+    Files and databases are not touched.  A running job refuses the removal.
+    """
     with store() as (session, services):
-        project = registry.get_project(session, name)
-        services.catalog.forget(project.script_location)
-        registry.remove_project(session, project, actor=actor.name)
-        session.commit()
-        click.echo(f"removed project {name}")
+        location = registry.get_project(session, name).script_location
+        confirm_removal(session, "project", name, yes=yes, actor=actor.name, role=actor.role)
+        services.catalog.forget(location)
 
 
 @project_group.command("list")
@@ -344,15 +347,12 @@ def env_edit(
 
 @env_group.command("remove")
 @click.argument("name")
+@yes_option
 @requires(Permission.ADMIN)
-def env_remove(name: str, actor: Actor) -> None:
+def env_remove(name: str, yes: bool, actor: Actor) -> None:
     """Delete an empty environment."""
     with store() as (session, _):
-        registry.remove_environment(
-            session, registry.get_environment(session, name), actor=actor.name
-        )
-        session.commit()
-        click.echo(f"removed environment {name}")
+        confirm_removal(session, "environment", name, yes=yes, actor=actor.name, role=actor.role)
 
 
 @env_group.command("list")
@@ -415,13 +415,12 @@ def target_edit(
 
 @target_group.command("remove")
 @click.argument("name")
+@yes_option
 @requires(Permission.ADMIN)
-def target_remove(name: str, actor: Actor) -> None:
-    """Unregister a target (the database is not touched)."""
+def target_remove(name: str, yes: bool, actor: Actor) -> None:
+    """Unregister a target; its pending jobs are cancelled (the database is not touched)."""
     with store() as (session, _):
-        registry.remove_target(session, registry.get_target(session, name), actor=actor.name)
-        session.commit()
-        click.echo(f"removed target {name}")
+        confirm_removal(session, "target", name, yes=yes, actor=actor.name, role=actor.role)
 
 
 @target_group.command("list")

@@ -11,16 +11,19 @@ from flask import (
     make_response,
     redirect,
     render_template,
+    request,
     url_for,
 )
 from flask_login import current_user
 from werkzeug.wrappers import Response
 
 from migdash.errors import InvalidInput
+from migdash.jobs import removal
 from migdash.jobs.projects import init_project
 from migdash.permissions import Permission
 from migdash.services import services_of
 from migdash.store import registry
+from migdash.store.models import utcnow
 from migdash.store.queries import all_environments, all_projects, find_targets
 from migdash.web.auth import requires
 from migdash.web.db import db
@@ -44,7 +47,6 @@ def index() -> str:
         projects=all_projects(session),
         environments=all_environments(session),
         targets=find_targets(session),
-        delete_form=DeleteForm(),
     )
 
 
@@ -197,6 +199,26 @@ def target_form(name: str | None = None) -> str | Response:
     return render_template("admin/form.html", form=form, kind="target", existing=target)
 
 
+REMOVABLE = {"projects": "project", "environments": "environment", "targets": "target"}
+"""URL word -> the kind :mod:`migdash.jobs.removal` removes."""
+
+
+def _removable(kind: str) -> str:
+    if kind not in REMOVABLE:
+        raise InvalidInput(f"cannot delete {kind!r}", hint="Projects, environments or targets.")
+    return REMOVABLE[kind]
+
+
+@bp.get("/<kind>/<name>/delete")
+@requires(Permission.ADMIN)
+def confirm_delete(kind: str, name: str) -> str:
+    """What removing it takes with it (targets, pending jobs, approvals); changes nothing."""
+    summary = removal.removal_summary(db(), _removable(kind), name)
+    return render_template(
+        "admin/confirm_delete.html", summary=summary, kind=kind, form=DeleteForm()
+    )
+
+
 @bp.post("/<kind>/<name>/delete")
 @requires(Permission.ADMIN)
 def delete(kind: str, name: str) -> Response:
@@ -204,20 +226,16 @@ def delete(kind: str, name: str) -> Response:
     if not form.validate_on_submit():
         raise InvalidInput("the form expired; reload the page and try again")
     session = db()
-    if kind == "projects":
-        registry.remove_project(
-            session, registry.get_project(session, name), actor=current_user.username
-        )
-    elif kind == "environments":
-        registry.remove_environment(
-            session, registry.get_environment(session, name), actor=current_user.username
-        )
-    elif kind == "targets":
-        registry.remove_target(
-            session, registry.get_target(session, name), actor=current_user.username
-        )
-    else:
-        raise InvalidInput(f"cannot delete {kind!r}")
+    done = removal.remove(
+        session,
+        _removable(kind),
+        name,
+        actor=current_user.username,
+        role=current_user.role,
+        now=utcnow(),
+        seen=request.form.get("seen") or None,
+    )
     session.commit()
-    flash(f"Removed {name}.")
+    cancelled = ", ".join(str(job.id) for job in done.pending)
+    flash(f"Removed {done.kind} {name}." + (f" Cancelled job(s) {cancelled}." if cancelled else ""))
     return redirect(url_for("admin.index"))

@@ -64,7 +64,8 @@ def test_children_that_run_project_code_load_without_flask() -> None:
     """The package root imports Flask only inside create_app, so children stay small."""
     probe = (
         "import sys, migdash.engine, migdash.engine.loader, migdash.jobs.runner, "
-        "migdash.engine.actions; print(sorted(m for m in sys.modules if m.split('.')[0] == 'flask'))"
+        "migdash.engine.actions; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'flask'))"
     )
     done = subprocess.run(  # noqa: S603 - our own interpreter
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True

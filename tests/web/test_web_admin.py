@@ -43,6 +43,22 @@ def read(app: Flask) -> Iterator[Callable[[], Session]]:
         session.close()
 
 
+SEEN = re.compile(r'<input type="hidden" name="seen" value="([0-9a-f]{64})">')
+
+
+def remove_confirmed(admin: FlaskClient, kind: str, name: str) -> tuple[str, int]:
+    """Follow the registry's remove link: read the confirmation page, then confirm it."""
+    index = admin.get("/admin/").get_data(as_text=True)
+    assert f'href="/admin/{kind}/{name}/delete"' in index
+    page = admin.get(f"/admin/{kind}/{name}/delete")
+    assert page.status_code == 200
+    body = page.get_data(as_text=True)
+    seen = SEEN.search(body)
+    assert seen, body
+    response = admin.post(f"/admin/{kind}/{name}/delete", data={"seen": seen.group(1)})
+    return body, response.status_code
+
+
 def project_form(name: str, location: str, **extra: str) -> dict[str, str]:
     return {
         "name": name,
@@ -93,8 +109,9 @@ def test_project_crud(
     edit = admin.get("/admin/projects/billing2/edit").get_data(as_text=True)
     assert '<option selected value="env">' in edit
 
-    response = admin.post("/admin/projects/billing2/delete")
-    assert response.status_code == 302
+    assert len(all_projects(read())) == 1  # reading the confirmation page removes nothing
+    _, status = remove_confirmed(admin, "projects", "billing2")
+    assert status == 302
     assert all_projects(read()) == []
     assert project.location.is_dir()  # files are never touched
 
@@ -145,7 +162,7 @@ def test_environment_crud(admin: FlaskClient, read: Callable[[], Session]) -> No
     assert "checked" in checkbox
     admin.post("/admin/environments/staging/edit", data={"name": "stage", "position": "1"})
     assert [(e.name, e.protected) for e in all_environments(read())][1] == ("stage", False)
-    assert admin.post("/admin/environments/stage/delete").status_code == 302
+    assert remove_confirmed(admin, "environments", "stage")[1] == 302
     assert [e.name for e in all_environments(read())] == ["dev", "prod"]
 
 
@@ -206,7 +223,9 @@ def test_target_crud(
     (target,) = find_targets(read())
     assert (target.environment.name, target.url, target.tags) == ("prod", url, ["eu"])
 
-    assert admin.post("/admin/targets/db1/delete").status_code == 302
+    page, status = remove_confirmed(admin, "targets", "db1")
+    assert "Target db1 is unregistered." in page
+    assert status == 302
     assert find_targets(read()) == []
 
 
@@ -254,6 +273,9 @@ def test_environment_with_targets_cannot_be_removed(
             "url": make_target(project_and_env),
         },
     )
+    page = admin.get("/admin/environments/dev/delete").get_data(as_text=True)
+    assert "still holds 1 target(s)" in page
+    assert 'name="seen"' not in page  # no confirm button to press
     response = admin.post("/admin/environments/dev/delete")
     assert response.status_code == 409
     assert "still holds 1 target(s)" in response.get_data(as_text=True)
@@ -275,14 +297,18 @@ def test_removing_a_project_removes_its_targets(
             "url": make_target(project_and_env),
         },
     )
-    assert admin.post("/admin/projects/linear/delete").status_code == 302
+    page, status = remove_confirmed(admin, "projects", "linear")
+    assert "Project linear is unregistered with its 1 target(s): db1." in page
+    assert status == 302
     assert find_targets(read()) == []
     assert all_projects(read()) == []
 
 
 def test_unknown_kind_or_name_is_refused(admin: FlaskClient, project_and_env: Any) -> None:
     assert admin.post("/admin/users/linear/delete").status_code == 400
+    assert admin.get("/admin/users/linear/delete").status_code == 400
     assert admin.post("/admin/targets/nope/delete").status_code == 404
+    assert admin.get("/admin/targets/nope/delete").status_code == 404
     assert admin.get("/admin/projects/nope/edit").status_code == 404
 
 

@@ -33,6 +33,7 @@ PAGES = [
     "/admin/environments/dev/edit",
     "/admin/targets/new",
     "/admin/targets/linear-dev/edit",
+    "/admin/projects/linear/delete",
     "/users/",
     "/users/alice",
     "/jobs/",
@@ -188,6 +189,7 @@ ADMIN_PAGES = [
     "/admin/targets/new",
     "/admin/projects/linear/edit",
     "/admin/targets/linear-dev/edit",
+    "/admin/projects/linear/delete",
 ]
 
 

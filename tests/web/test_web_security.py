@@ -36,6 +36,7 @@ PAGES = [
     "/admin/environments/dev/edit",
     "/admin/targets/new",
     "/admin/targets/shop-dev/edit",
+    "/admin/projects/shop/delete",
     "/users/",
     "/users/site-admin",
     "/jobs/",
