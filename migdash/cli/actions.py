@@ -8,7 +8,16 @@ from pathlib import Path
 import click
 from flask.cli import with_appcontext
 
-from migdash.cli.base import Actor, emit, json_option, main, requires, resolve_actor, store
+from migdash.cli.base import (
+    ACTOR_OPTION,
+    Actor,
+    emit,
+    json_option,
+    main,
+    requires,
+    resolve_actor,
+    store,
+)
 from migdash.cli.registry import project_group
 from migdash.errors import MigdashError
 from migdash.jobs import approvals
@@ -21,14 +30,6 @@ from migdash.permissions import Permission
 from migdash.services import services_of
 from migdash.store import registry
 from migdash.store.models import Job, JobState, utcnow
-
-ACTOR_OPTION = click.option(
-    "--as",
-    "actor",
-    default=None,
-    envvar="MIGDASH_CLI_USER",
-    help="Act as this migdash user (their role applies); default: the shell's trusted 'cli'.",
-)
 
 
 def _wait_for(job_ids: list[int], timeout: float) -> list[Job]:

@@ -30,6 +30,7 @@ from migdash.jobs import approvals, removal
 from migdash.jobs.locks import acquire_lease
 from migdash.jobs.records import job_log, move_job
 from migdash.jobs.requests import request_target_action
+from migdash.scaffold import RevisionSpec, write_project
 from migdash.services import services_of
 from migdash.store import registry
 from migdash.store.models import AuditEvent, Job, JobState, Project, Role, Target, utcnow
@@ -427,16 +428,19 @@ def add_job(session: Session, project: Project, target: Target | None, state: st
 )
 @given(case=project_jobs())
 def test_removal_leaves_no_pending_job_and_audits_each_cancellation_once(
-    app: Flask, case: dict[str, Any]
+    app: Flask, tmp_path: Path, case: dict[str, Any]
 ) -> None:
     services = services_of(app)
     number = next(COUNTER)
+    location = tmp_path / "registered"
+    if not location.exists():  # a real Alembic environment: registration refuses anything else
+        write_project(location, [RevisionSpec("a1", None, "first")])
     with services.sessions() as session:
         if not _has_env(session):
             registry.add_environment(session, "dev")
             registry.add_environment(session, "prod", protected=True)
-        project = registry.add_project(session, f"p{number}", "/nowhere")
-        bystander = registry.add_project(session, f"b{number}", "/nowhere")
+        project = registry.add_project(session, f"p{number}", str(location))
+        bystander = registry.add_project(session, f"b{number}", str(location))
         by_target = registry.add_target(
             session, f"b{number}-t", project=bystander.name, environment="dev", url="sqlite://"
         )

@@ -23,7 +23,6 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from migdash.cli import main
-from migdash.engine import catalog as catalog_module
 from migdash.scaffold import RevisionSpec, write_project
 from migdash.store import registry
 from migdash.store.models import Role
@@ -164,31 +163,12 @@ def _walk(client: FlaskClient, paths: list[str], allowed: tuple[int, ...]) -> di
     return bodies
 
 
-STALE_CATALOG = not hasattr(catalog_module, "project_signature")
-"""The committed GraphCatalog signs only the versions folders, so an alembic.ini that breaks
-after its graph was cached goes unnoticed; the catalog rewrite (a child-process loader whose
-signature covers alembic.ini and env.py) notices.  Drop this marker once that rewrite lands."""
-
-
-UNSEEN_BY_STALE_CATALOG = {
-    "ini garbage",
-    "ini binary",
-    "ini unreadable",
-    "ini replaced by a folder",
-    "ini of something else",
-}
-"""Breakages that leave the versions folders untouched, so only a catalog watching alembic.ini
-sees them after the graph was cached."""
-
-
 def _cases() -> list[Any]:
     cases = []
     for breakage in BREAKAGES:
         for warm in (False, True):
-            stale = STALE_CATALOG and warm and breakage in UNSEEN_BY_STALE_CATALOG
-            mark = pytest.mark.xfail(stale, reason="see STALE_CATALOG", strict=True)
             label = f"{breakage}-{'broken-later' if warm else 'broken-before-first-read'}"
-            cases.append(pytest.param(breakage, warm, marks=[mark], id=label))
+            cases.append(pytest.param(breakage, warm, id=label))
     return cases
 
 
