@@ -98,3 +98,34 @@ def assess_target(
     pending = pending_revisions(graph, probe.current, track)
     state = TargetState.BEHIND if pending else TargetState.UP_TO_DATE
     return TargetStatus(state, graph.effective_current(probe.current), heads, pending)
+
+
+@dataclass(frozen=True)
+class Destinations:
+    """What a target page offers to upgrade, downgrade or stamp to, from where it stands.
+
+    Only walks that lead somewhere are offered; Alembic still has the last
+    word when the plan is made (an ambiguous walk is refused there with its
+    reason).
+    """
+
+    upgrade: tuple[str, ...]
+    downgrade: tuple[str, ...]
+    stamp: tuple[str, ...]
+
+
+def offered_destinations(graph: RevisionGraph, current: Sequence[str]) -> Destinations:
+    """``heads``/``+1`` and every revision not applied yet; ``-1``, applied ancestors, ``base``.
+
+    ``-1`` is offered only from a single revision with at most one parent:
+    from a merge or several heads Alembic cannot tell which way one step goes.
+    """
+    known = [rev for rev in current if rev in graph.nodes]
+    pending = tuple(graph.upgrade_path(known, "heads"))
+    upgrade = (("heads", "+1") if pending else ()) + pending
+    applied = graph.revisions_in(graph.ancestor_mask(known)) - set(known)
+    below = tuple(rev for rev in graph.history if rev in applied)
+    single_step = len(known) == 1 and len(graph.nodes[known[0]].ancestry) <= 1
+    downgrade = (("-1",) if single_step else ()) + below + (("base",) if known else ())
+    stamp = ("heads", *graph.history, "base")
+    return Destinations(upgrade, downgrade, stamp)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint
 from werkzeug.wrappers import Response
 
+from migdash.engine.state import TargetState, offered_destinations
 from migdash.jobs.locks import lease_of
 from migdash.jobs.records import describe, list_jobs
 from migdash.permissions import Permission
@@ -29,6 +30,7 @@ def _render(name: str, *, probe: bool) -> Response:
     else:
         (report,) = cached_status(session, [target])
     graph, problem = project_graph(services.catalog, target.project)
+    reachable = report.status.state not in (TargetState.UNREACHABLE, TargetState.NOT_PROBED)
     return render_page_or_partial(
         "targets/detail.html",
         "partials/targets/status.html",
@@ -40,6 +42,9 @@ def _render(name: str, *, probe: bool) -> Response:
         lease=lease_of(session, target.id),
         jobs=list_jobs(session, target=target.name, limit=10),
         describe=describe,
+        destinations=offered_destinations(graph, report.status.current)
+        if graph is not None and reachable
+        else None,
     )
 
 
