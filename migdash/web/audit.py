@@ -11,9 +11,11 @@ from migdash.permissions import Permission
 from migdash.store import audit
 from migdash.web.auth import requires
 from migdash.web.db import db
+from migdash.web.inputs import int_arg
 
 bp = Blueprint("audit", __name__, url_prefix="/audit")
 FILTERS = ("actor", "action", "target", "project", "since")
+MAX_AUDIT_ROWS = 1_000_000
 
 
 def _events() -> tuple[list[audit.AuditEvent], dict[str, str]]:
@@ -33,7 +35,7 @@ def _events() -> tuple[list[audit.AuditEvent], dict[str, str]]:
         target=filters["target"] or None,
         project=filters["project"] or None,
         since=since,
-        limit=request.args.get("limit", 500, type=int),
+        limit=int_arg("limit", 500, low=1, high=MAX_AUDIT_ROWS),
     )
     return list(events), filters
 

@@ -97,7 +97,9 @@ def handle_migdash_error(error: MigdashError) -> Response:
     code, status = classify(error)
     job_id = getattr(error, "job_id", None)
     if wants_json():
-        extra = {"job": job_id} if job_id is not None else {}
+        extra: dict[str, object] = {"job": job_id} if job_id is not None else {}
+        if isinstance(error, InvalidInput) and error.field:
+            extra["field"] = error.field
         return json_error(code, error.message, status, error.hint, **extra)
     return render_error(title_for(error), error.message, error.hint, status, job_id=job_id)
 

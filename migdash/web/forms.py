@@ -6,7 +6,11 @@ from typing import Any
 
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, IntegerField, PasswordField, SelectField, StringField
-from wtforms.validators import DataRequired, Length, Optional
+from wtforms.validators import DataRequired, Length, NumberRange, Optional
+
+MAX_POSITION = 1_000_000
+MAX_APPROVALS = 20
+"""Bounds of the environment form's numbers: far above any real use, far below an overflow."""
 
 URL_MODES = [
     ("config", "config: sets sqlalchemy.url"),
@@ -50,13 +54,15 @@ class ProjectForm(FlaskForm):
 class EnvironmentForm(FlaskForm):
     name = StringField("Name", validators=[DataRequired(), Length(max=100)])
     position = IntegerField(
-        "Position", validators=[Optional()], description="Lower comes first (dev before prod)."
+        "Position",
+        validators=[Optional(), NumberRange(min=0, max=MAX_POSITION)],
+        description="Lower comes first (dev before prod).",
     )
     protected = BooleanField("Protected", description="Mutating jobs here need approval.")
     required_approvals = IntegerField(
         "Approvals needed",
         default=1,
-        validators=[Optional()],
+        validators=[Optional(), NumberRange(min=1, max=MAX_APPROVALS)],
         description="Distinct approvers (never the requester) a job needs when protected.",
     )
 

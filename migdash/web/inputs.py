@@ -3,7 +3,9 @@
 The one place that turns request data into Python values for views and API
 routes: JSON bodies (an object, not too deep, not too large), integers from
 query strings (range-checked, because SQLite stores 64 bits), route ids (a
-URL converter with the same bound), and text fields.
+URL converter with the same bound), and text fields.  Pages take HTML form
+posts only: Flask-WTF would read a JSON body as form data, where any nesting
+depth and any JSON type could reach a form field.
 """
 
 from __future__ import annotations
@@ -11,15 +13,17 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask, request
-from werkzeug.exceptions import BadRequest
+from werkzeug.exceptions import BadRequest, UnsupportedMediaType
 from werkzeug.routing import IntegerConverter
 
 from migdash.errors import InvalidInput
+from migdash.web.errors import wants_json
 
 MAX_ID = 2**63 - 1
 """The largest id any metadata DB can hold (SQLite INTEGER, PostgreSQL BIGINT)."""
 MAX_JSON_DEPTH = 32
 MAX_CONTENT_LENGTH = 1024 * 1024
+FORM_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 class BoundedIntegerConverter(IntegerConverter):
@@ -33,9 +37,20 @@ class BoundedIntegerConverter(IntegerConverter):
 
 
 def install_input_limits(app: Flask) -> None:
-    """Bound every route's ``int`` and every request body's size."""
+    """Bound every route's ``int`` and every request body's size; keep JSON off the pages."""
     app.url_map.converters["int"] = BoundedIntegerConverter
-    app.config.setdefault("MAX_CONTENT_LENGTH", MAX_CONTENT_LENGTH)
+    if app.config.get("MAX_CONTENT_LENGTH") is None:  # Flask's default is None: no limit
+        app.config["MAX_CONTENT_LENGTH"] = MAX_CONTENT_LENGTH
+    app.before_request(refuse_json_on_pages)
+
+
+def refuse_json_on_pages() -> None:
+    """415 for a JSON body sent to a page: only ``/api/v1`` reads JSON (via :func:`json_object`)."""
+    if request.method in FORM_METHODS and request.is_json and not wants_json():
+        raise UnsupportedMediaType(
+            "pages take HTML form posts (application/x-www-form-urlencoded or "
+            "multipart/form-data); send JSON to /api/v1 instead"
+        )
 
 
 def json_object(*, required: bool = True) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, make_response, render_template, request, url_for
+from flask import Blueprint, Response, make_response, render_template, url_for
 from markupsafe import Markup
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
@@ -18,10 +18,12 @@ from migdash.store.queries import all_projects, find_targets
 from migdash.store.registry import get_project
 from migdash.web.auth import requires
 from migdash.web.db import db
+from migdash.web.inputs import int_arg
 
 bp = Blueprint("projects", __name__, url_prefix="/projects")
 
 PAGE_SIZES = (25, 50, 100, 500)
+MAX_PAGE = 1_000_000
 
 
 @bp.get("/")
@@ -39,9 +41,9 @@ def detail(name: str) -> str:
     project = get_project(session, name)
     graph, problem = project_graph(services_of().catalog, project)
     reports = cached_status(session, find_targets(session, project=name))
-    n = request.args.get("n", 50, type=int)
+    n = int_arg("n", 50, low=1, high=max(PAGE_SIZES))
     n = n if n in PAGE_SIZES else 50
-    page = max(request.args.get("page", 1, type=int), 1)
+    page = int_arg("page", 1, low=1, high=MAX_PAGE)
     svg = svg_error = None
     if graph is not None:
         try:
