@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, request
-from werkzeug.exceptions import BadRequest, UnsupportedMediaType
+from flask import Flask, current_app, request
+from werkzeug.exceptions import BadRequest, RequestEntityTooLarge, UnsupportedMediaType
 from werkzeug.routing import IntegerConverter
 
 from migdash.errors import InvalidInput
@@ -32,7 +32,8 @@ class BoundedIntegerConverter(IntegerConverter):
     def to_python(self, value: str) -> int:
         number = super().to_python(value)
         if number > MAX_ID:
-            raise BadRequest(f"{value[:30]}… is not an id: ids are at most {MAX_ID}")
+            shown = value if len(value) <= 30 else f"{value[:30]}…"
+            raise BadRequest(f"{shown} is not an id: ids are at most {MAX_ID}")
         return int(number)
 
 
@@ -41,11 +42,17 @@ def install_input_limits(app: Flask) -> None:
     app.url_map.converters["int"] = BoundedIntegerConverter
     if app.config.get("MAX_CONTENT_LENGTH") is None:  # Flask's default is None: no limit
         app.config["MAX_CONTENT_LENGTH"] = MAX_CONTENT_LENGTH
-    app.before_request(refuse_json_on_pages)
+    app.before_request(check_body)
 
 
-def refuse_json_on_pages() -> None:
-    """415 for a JSON body sent to a page: only ``/api/v1`` reads JSON (via :func:`json_object`)."""
+def check_body() -> None:
+    """Refuse a body too large (413, on every route, whether it reads a body or not) or JSON sent
+    to a page (415: only ``/api/v1`` reads JSON, through :func:`json_object`)."""
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    if request.content_length is not None and limit is not None and request.content_length > limit:
+        raise RequestEntityTooLarge(
+            f"the request body is {request.content_length} bytes; at most {limit} are accepted"
+        )
     if request.method in FORM_METHODS and request.is_json and not wants_json():
         raise UnsupportedMediaType(
             "pages take HTML form posts (application/x-www-form-urlencoded or "

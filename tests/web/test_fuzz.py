@@ -289,9 +289,7 @@ JOB_FOR = {
 """The job a rule acts on best (the finished one otherwise)."""
 
 DEEP = b"[" * 50_000 + b"]" * 50_000
-RAW_BODIES = [
-    b"",
-    b" ",
+REFUSED_BODIES = [
     b"{",
     b"null",
     b"[]",
@@ -300,16 +298,22 @@ RAW_BODIES = [
     b"42",
     b"true",
     b"\xff\xfe\x00",
-    b'{"comment": "\\u0000"}',
-    b'{"comment": "a", "comment": 1}',
-    b'{"plan_hash": 1e999}',
     b'{"comment": ' + b"9" * 5000 + b"}",
     DEEP,
     b'{"a":' * 50_000 + b"1" + b"}" * 50_000,
     b'{"comment": ' + b"[" * 33 + b"]" * 33 + b"}",
-    b'{"comment": "' + b"x" * MAX_CONTENT_LENGTH + b'"}',
 ]
-"""Bodies no generator would build cheaply: junk, deep nesting, one byte over the size limit."""
+"""Bodies a JSON route refuses with 400: junk, not an object, nested too deep."""
+ODD_BODIES = [
+    b"",
+    b" ",
+    b'{"comment": "\\u0000"}',
+    b'{"comment": "a", "comment": 1}',
+    b'{"plan_hash": 1e999}',
+]
+TOO_LARGE = b'{"comment": "' + b"x" * MAX_CONTENT_LENGTH + b'"}'
+"""One body over the size limit: 413 on every route, read or not."""
+RAW_BODIES = [*REFUSED_BODIES, *ODD_BODIES, TOO_LARGE]
 BIG_FORM = {"comment": "x" * MAX_CONTENT_LENGTH, "message": "y"}
 KILLERS = [HUGE, "\x00", "x" * 5000, "-" + HUGE, "'\"<script>{{"]
 SLOW_KILLERS = KILLERS[:3]
@@ -593,6 +597,8 @@ class Sent:
     authorization: str | None = None
     focus: str | None = None
     """The one field a sweep request made hostile (the others are real)."""
+    expect: int | None = None
+    """The status this request must get, when the sweep knows it."""
 
     def __repr__(self) -> str:
         fields = {k: v for k, v in vars(self).items() if v not in (None, {}, False)}
@@ -692,7 +698,7 @@ def requests_for(draw: Any, case: Case, world: World) -> Sent:
     if how == "query":
         return Sent("POST", path, draw(fields), form={}, htmx=htmx)
     if how == "raw":
-        body = draw(st.sampled_from(RAW_BODIES[:-1]))
+        body = draw(st.sampled_from([*REFUSED_BODIES, *ODD_BODIES]))
         kind = draw(st.sampled_from(["application/json", "multipart/form-data; boundary=zz"]))
         return Sent("POST", path, {}, body=body, content_type=kind, htmx=htmx)
     return Sent("POST", path, {}, form=BIG_FORM if how == "big" else draw(fields), htmx=htmx)
@@ -726,9 +732,25 @@ def sweep(case: Case, world: World) -> list[Sent]:
     multi = set() if as_json else MULTI
     sent += [request({**base, n: [k] if n in multi else k}, n) for n in names for k in killers]
     if case.method == "POST":
-        bodies = RAW_BODIES if case.api else [DEEP]
-        sent += [Sent("POST", path, {}, body=b, content_type=JSON, **auth(case)) for b in bodies]
-        sent += [] if case.api else [Sent("POST", path, {}, form=BIG_FORM)]
+        sent += body_sweep(case, path)
+    return sent
+
+
+def body_sweep(case: Case, path: str) -> list[Sent]:
+    """Bodies with a known answer: 413 when too large; on pages 415 for any JSON; on JSON
+    routes 400 for junk, non-objects and deep nesting."""
+    expected: list[tuple[bytes, int | None]] = [(TOO_LARGE, 413)]
+    if not case.api:
+        expected += [(DEEP, 415), (b"{}", 415)]
+    elif INPUTS[case.endpoint]:
+        expected += [(body, 400) for body in REFUSED_BODIES]
+        expected += [(body, None) for body in ODD_BODIES]
+    sent = [
+        Sent("POST", path, {}, body=body, content_type=JSON, expect=status, **auth(case))
+        for body, status in expected
+    ]
+    if not case.api:
+        sent.append(Sent("POST", path, {}, form=BIG_FORM, expect=413))
     return sent
 
 
@@ -796,6 +818,7 @@ def check_answer(sent: Sent, response: TestResponse) -> None:
     body = response.get_data(as_text=True)
     assert status < 500, f"{status} for {sent!r}:\n{body[:2000]}"
     assert "Traceback (most recent call last)" not in body
+    assert sent.expect in (None, status), f"{status}, not {sent.expect}, for {sent!r}"
     if status < 400:
         return
     if sent.path.startswith("/api/"):
