@@ -26,11 +26,16 @@ class ProjectForm(FlaskForm):
         validators=[DataRequired(), Length(max=1000)],
         description="Folder holding env.py and versions/, or the project's alembic.ini.",
     )
-    version_table = StringField("Version table", default="alembic_version")
-    version_table_schema = StringField("Version table schema", validators=[Optional()])
+    version_table = StringField(
+        "Version table", default="alembic_version", validators=[Length(max=100)]
+    )
+    version_table_schema = StringField(
+        "Version table schema", validators=[Optional(), Length(max=100)]
+    )
     track = StringField(
         "Track",
         default="heads",
+        validators=[Length(max=200)],
         description="What targets should reach: heads, a revision, or branch_label@head.",
     )
     url_mode = SelectField(
@@ -40,7 +45,7 @@ class ProjectForm(FlaskForm):
     )
     url_env_var = StringField(
         "URL environment variable",
-        validators=[Optional()],
+        validators=[Optional(), Length(max=100)],
         description="With URL mode env, e.g. DATABASE_URL.",
     )
 
@@ -78,8 +83,10 @@ class TargetForm(FlaskForm):
         "Leave empty when editing to keep the stored one.",
     )
     tags = StringField("Tags", description="Comma-separated.")
-    version_table = StringField("Version table override", validators=[Optional()])
-    version_table_schema = StringField("Version table schema override", validators=[Optional()])
+    version_table = StringField("Version table override", validators=[Optional(), Length(max=100)])
+    version_table_schema = StringField(
+        "Version table schema override", validators=[Optional(), Length(max=100)]
+    )
 
 
 class DeleteForm(FlaskForm):

@@ -5,7 +5,9 @@ routes: JSON bodies (an object, not too deep, not too large), integers from
 query strings (range-checked, because SQLite stores 64 bits), route ids (a
 URL converter with the same bound), and text fields.  Pages take HTML form
 posts only: Flask-WTF would read a JSON body as form data, where any nesting
-depth and any JSON type could reach a form field.
+depth and any JSON type could reach a form field.  No text may hold a NUL
+character: PostgreSQL refuses it in any query, so a NUL that reached one would
+be a 500 there (SQLite would store it).
 """
 
 from __future__ import annotations
@@ -42,18 +44,29 @@ def install_input_limits(app: Flask) -> None:
     app.url_map.converters["int"] = BoundedIntegerConverter
     if app.config.get("MAX_CONTENT_LENGTH") is None:  # Flask's default is None: no limit
         app.config["MAX_CONTENT_LENGTH"] = MAX_CONTENT_LENGTH
-    app.before_request(check_body)
+    app.before_request(check_request)
 
 
-def check_body() -> None:
-    """Refuse a body too large (413, on every route, whether it reads a body or not) or JSON sent
-    to a page (415: only ``/api/v1`` reads JSON, through :func:`json_object`)."""
+def check_request() -> None:
+    """Refuse, before any view runs, what no view can use.
+
+    A body too large (413, on every route, whether it reads a body or not);
+    a NUL in a path part, query or form field (400 naming it); JSON sent to a
+    page (415: only ``/api/v1`` reads JSON, through :func:`json_object`).
+    """
     limit = current_app.config["MAX_CONTENT_LENGTH"]
     if request.content_length is not None and limit is not None and request.content_length > limit:
         raise RequestEntityTooLarge(
             f"the request body is {request.content_length} bytes; at most {limit} are accepted"
         )
-    if request.method in FORM_METHODS and request.is_json and not wants_json():
+    api = wants_json()
+    fields = [*(request.view_args or {}).items(), *request.args.items(multi=True)]
+    if not api:  # the API reads no form; parsing one would consume a mislabelled JSON body
+        fields += request.form.items(multi=True)
+    for name, value in fields:
+        if "\x00" in name or (isinstance(value, str) and "\x00" in value):
+            raise InvalidInput(f"{name!r} contains a NUL character", field=name.replace("\x00", ""))
+    if request.method in FORM_METHODS and request.is_json and not api:
         raise UnsupportedMediaType(
             "pages take HTML form posts (application/x-www-form-urlencoded or "
             "multipart/form-data); send JSON to /api/v1 instead"

@@ -53,7 +53,8 @@ from migdash.jobs.requests import request_target_action
 from migdash.scaffold import RevisionSpec, write_project
 from migdash.services import services_of
 from migdash.store import registry
-from migdash.store.models import Job, JobState, Role, utcnow
+from migdash.store.models import Base, Job, JobState, Role, utcnow
+from migdash.store.queries import all_environments
 from migdash.store.tokens import create_token
 from migdash.store.users import create_user, get_user
 from migdash.web.inputs import MAX_CONTENT_LENGTH, MAX_ID
@@ -315,16 +316,18 @@ TOO_LARGE = b'{"comment": "' + b"x" * MAX_CONTENT_LENGTH + b'"}'
 """One body over the size limit: 413 on every route, read or not."""
 RAW_BODIES = [*REFUSED_BODIES, *ODD_BODIES, TOO_LARGE]
 BIG_FORM = {"comment": "x" * MAX_CONTENT_LENGTH, "message": "y"}
-KILLERS = [HUGE, "\x00", "x" * 5000, "-" + HUGE, "'\"<script>{{"]
+NUL = "\x00"
+"""Refused (400) in any path part, query, form field or JSON string: PostgreSQL cannot take it."""
+KILLERS = [HUGE, NUL, "x" * 5000, "-" + HUGE, "'\"<script>{{"]
 SLOW_KILLERS = KILLERS[:3]
-JSON_KILLERS: list[Any] = [10**23, -(10**23), 1.5, None, True, [], {"a": 1}, "\x00", "x" * 5000]
+JSON_KILLERS: list[Any] = [10**23, -(10**23), 1.5, None, True, [], {"a": 1}, NUL, "x" * 5000]
 JSON_REAL: dict[str, Any] = {"purge": False}
 BASELINE = {"api.approve:plan_hash": "{held_plan}", "approvals.approve:plan_hash": "{held_plan}"}
 """Where the first REAL value is not the one that gets furthest for an endpoint."""
 JSON = "application/json"
 TOKEN = "<the admin's API token>"
 """Stands for the seeded admin's token in a request (other values are sent as they are)."""
-PATH_KILLERS = [HUGE, str(MAX_ID + 1), "-1", "0", "x" * 300, "\x00", "%", "'\"<script>"]
+PATH_KILLERS = [HUGE, str(MAX_ID + 1), "-1", "0", "x" * 300, NUL, "%", "'\"<script>"]
 UNKNOWN_API = ["/api/v1/nope", "/api/v1/jobs/x", "/api/v1/jobs/1/nope", "/api/v2/status", "/api/"]
 UNKNOWN_WEB = ["/nope", "/jobs/x", "/jobs/1/nope", "/projects/shop/revisions/"]
 
@@ -462,9 +465,36 @@ class World:
     def real(self) -> dict[str, list[str]]:
         return {name: [v.format(**self.ids) for v in values] for name, values in REAL.items()}
 
+    def committed(self) -> bool:
+        """Whether anything was committed since the last :meth:`restore`."""
+        return bool(self.watch.execute("PRAGMA data_version").fetchone()[0] != self.version)
+
+    def unstorable(self) -> list[str]:
+        """Columns holding what PostgreSQL refuses: a string over the column's length, or NUL.
+
+        SQLite stores both without a word; checking here keeps the fuzz honest for
+        a metadata DB on PostgreSQL.
+        """
+        found = []
+        for table in Base.metadata.sorted_tables:
+            checks = {}
+            for column in table.columns:
+                if isinstance(column.type, sa.String | sa.JSON):
+                    name = f'"{column.name}"'
+                    check = f"instr({name}, char(0)) > 0 OR instr({name}, '\\u0000') > 0"
+                    length = getattr(column.type, "length", None)
+                    checks[column.name] = check + (
+                        f" OR length({name}) > {length}" if length else ""
+                    )
+            if checks:
+                sums = ", ".join(f"coalesce(sum({check}), 0)" for check in checks.values())
+                counts = self.watch.execute(f'SELECT {sums} FROM "{table.name}"').fetchone()  # noqa: S608
+                found += [f"{table.name}.{c}" for c, n in zip(checks, counts, strict=True) if n]
+        return found
+
     def restore(self) -> None:
         """Put the metadata DB back as seeded if a request committed anything since."""
-        if self.watch.execute("PRAGMA data_version").fetchone()[0] != self.version:
+        if self.committed():
             raw = services_of(self.app).db_engine.raw_connection()
             try:
                 self.snapshot.backup(raw.driver_connection)  # SQLite's online backup
@@ -539,6 +569,8 @@ def _seed(app: Flask, root: Path) -> dict[str, Any]:
         session.commit()
         states = {key: session.get(Job, ids[key]).state for key in ("finished", "held", "queued")}
         ids["held_plan"] = session.get(Job, ids["held"]).plan_hash
+        dev = registry.get_environment(session, "dev")
+        ids["dev_numbers"] = (dev.position, dev.required_approvals)
     ids["shop_location"] = str(project)
     assert states == {
         "finished": JobState.SUCCEEDED,
@@ -716,21 +748,29 @@ def sweep(case: Case, world: World) -> list[Sent]:
     as_json = case.api and case.method == "POST"
     base = baseline(case, world, as_json=as_json)
 
-    def request(fields: dict[str, Any], focus: str | None = None, to: str = path) -> Sent:
+    def request(
+        fields: dict[str, Any], focus: str | None = None, to: str = path, **more: Any
+    ) -> Sent:
         if as_json:
             body = json.dumps(fields).encode()
-            return Sent("POST", to, {}, body=body, content_type=JSON, focus=focus, **auth(case))
+            more.update(body=body, content_type=JSON, **auth(case))
+            return Sent("POST", to, {}, focus=focus, **more)
         if case.method == "GET":
-            return Sent("GET", to, fields, focus=focus, **auth(case))
-        return Sent("POST", to, {}, form=fields, focus=focus)
+            return Sent("GET", to, fields, focus=focus, **auth(case), **more)
+        return Sent("POST", to, {}, form=fields, focus=focus, **more)
 
     sent = [request(base)]
-    sent += [
-        request(base, to=fill(case, {**real, a: k})) for a in case.arguments for k in PATH_KILLERS
-    ]
+    for argument, converter in zip(case.arguments, case.converters, strict=True):
+        for killer in PATH_KILLERS:
+            nul = killer == NUL and converter != "int"  # an int converter does not match it: 404
+            to = fill(case, {**real, argument: killer})
+            sent.append(request(base, to=to, expect=400 if nul else None))
     killers = JSON_KILLERS if as_json else KILLERS if case.endpoint not in SLOW else SLOW_KILLERS
     multi = set() if as_json else MULTI
-    sent += [request({**base, n: [k] if n in multi else k}, n) for n in names for k in killers]
+    for name in names:
+        for killer in killers:
+            value = [killer] if name in multi else killer
+            sent.append(request({**base, name: value}, name, expect=400 if killer == NUL else None))
     if case.method == "POST":
         sent += body_sweep(case, path)
     return sent
@@ -891,6 +931,8 @@ def test_no_input_gets_a_5xx_and_every_4xx_names_the_problem(world: World, case:
         response = send(world, sent)
         statuses.append(response.status_code)
         check_answer(sent, response)
+        if world.committed():
+            assert world.unstorable() == [], f"PostgreSQL would refuse what {sent!r} stored"
 
     explicit = sweep(case, world)
     for sent in explicit:
@@ -899,3 +941,39 @@ def test_no_input_gets_a_5xx_and_every_4xx_names_the_problem(world: World, case:
     assert len(statuses) >= budget(case) + len(explicit)
     if not case.endpoint.startswith("-"):  # the fuzz got past validation too, not only refused
         assert min(statuses) < 400, "every request was refused: fix BASELINE or the world"
+
+
+ENVIRONMENT_NUMBERS = {
+    "position": ("Position", 0, 1_000_000),
+    "required_approvals": ("Approvals needed", 1, 20),
+}
+
+
+def out_of_range(low: int, high: int) -> st.SearchStrategy[str]:
+    numbers = st.one_of(st.integers(max_value=low - 1), st.integers(min_value=high + 1))
+    return st.one_of(numbers.map(str), st.sampled_from([HUGE, str(MAX_ID + 1), "1e3", "x", "1.5"]))
+
+
+@pytest.mark.parametrize("path", ["/admin/environments/new", "/admin/environments/dev/edit"])
+@pytest.mark.parametrize("field", sorted(ENVIRONMENT_NUMBERS))
+def test_environment_numbers_out_of_range_are_refused_next_to_their_field(
+    world: World, path: str, field: str
+) -> None:
+    label, low, high = ENVIRONMENT_NUMBERS[field]
+
+    @settings(max_examples=15, deadline=None, derandomize=True, database=None)
+    @given(out_of_range(low, high))
+    def refuse(value: str) -> None:
+        world.restore()
+        form = {"name": "fresh", "position": "3", "required_approvals": "2", "protected": "y"}
+        response = send(world, Sent("POST", path, {}, form={**form, field: value}))
+        assert response.status_code in (200, 400, 422), response.status_code
+        block = re.search(rf"<label>{label}\b(.*?)</label>", response.get_data(as_text=True), re.S)
+        assert block is not None
+        assert 'class="err"' in block.group(1), f"no error next to {label} for {value!r}"
+        with services_of(world.app).sessions() as session:
+            rows = {e.name: (e.position, e.required_approvals) for e in all_environments(session)}
+        assert "fresh" not in rows
+        assert rows["dev"] == world.ids["dev_numbers"]
+
+    refuse()
