@@ -318,9 +318,10 @@ RAW_BODIES = [*REFUSED_BODIES, *ODD_BODIES, TOO_LARGE]
 BIG_FORM = {"comment": "x" * MAX_CONTENT_LENGTH, "message": "y"}
 NUL = "\x00"
 """Refused (400) in any path part, query, form field or JSON string: PostgreSQL cannot take it."""
-KILLERS = [HUGE, NUL, "x" * 5000, "-" + HUGE, "'\"<script>{{"]
+LONG = "x" * 5000
+KILLERS = [HUGE, NUL, LONG, "-" + HUGE, "'\"<script>{{"]
 SLOW_KILLERS = KILLERS[:3]
-JSON_KILLERS: list[Any] = [10**23, -(10**23), 1.5, None, True, [], {"a": 1}, NUL, "x" * 5000]
+JSON_KILLERS: list[Any] = [10**23, -(10**23), 1.5, None, True, [], {"a": 1}, NUL, LONG]
 JSON_REAL: dict[str, Any] = {"purge": False}
 BASELINE = {"api.approve:plan_hash": "{held_plan}", "approvals.approve:plan_hash": "{held_plan}"}
 """Where the first REAL value is not the one that gets furthest for an endpoint."""
@@ -449,21 +450,33 @@ SHOP = [
 
 
 @dataclass
-class World:
+class Site:
+    """A seeded app and its admin's session cookie and API token: what :func:`send` needs."""
+
     app: Flask
     ids: dict[str, Any]
     """Seeded ids and the held job's plan hash: ``{key}`` in REAL and PATH_VALUES."""
     cookie: str
     token: str
+
+    @cached_property
+    def real(self) -> dict[str, list[str]]:
+        return {name: [v.format(**self.ids) for v in values] for name, values in REAL.items()}
+
+    def close(self) -> None:
+        services_of(self.app).probes.close()
+        services_of(self.app).db_engine.dispose()
+
+
+@dataclass
+class World(Site):
+    """The site on SQLite, restored before every example."""
+
     new_projects: Path
     snapshot: sqlite3.Connection
     watch: sqlite3.Connection
     """Its own connection to the metadata DB: ``PRAGMA data_version`` moves when others commit."""
     version: int = -1
-
-    @cached_property
-    def real(self) -> dict[str, list[str]]:
-        return {name: [v.format(**self.ids) for v in values] for name, values in REAL.items()}
 
     def committed(self) -> bool:
         """Whether anything was committed since the last :meth:`restore`."""
@@ -580,11 +593,9 @@ def _seed(app: Flask, root: Path) -> dict[str, Any]:
     return ids
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    root = tmp_path_factory.mktemp("fuzz")
+def seeded_site(root: Path, **config: Any) -> Site:
     (root / "instance").mkdir()
-    app = build_app(root / "instance", MIGDASH_PROJECTS_ROOT=str(root / "new-projects"))
+    app = build_app(root / "instance", MIGDASH_PROJECTS_ROOT=str(root / "new-projects"), **config)
     services = services_of(app)
     services.upgrade_schema()
     ids = _seed(app, root)
@@ -597,19 +608,26 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     assert response.status_code == 302
     cookie = client.get_cookie("session")
     assert cookie is not None
+    (root / "new-projects").mkdir()
+    return Site(app, ids, cookie.value, token)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    root = tmp_path_factory.mktemp("fuzz")
+    site = seeded_site(root)
     snapshot = sqlite3.connect(":memory:", check_same_thread=False)
-    raw = services.db_engine.raw_connection()
+    raw = services_of(site.app).db_engine.raw_connection()
     try:
         raw.driver_connection.backup(snapshot)
     finally:
         raw.close()
-    (root / "new-projects").mkdir()
     watch = sqlite3.connect(root / "instance" / "migdash.db", check_same_thread=False)
-    yield World(app, ids, cookie.value, token, root / "new-projects", snapshot, watch)
+    new_projects = root / "new-projects"
+    yield World(site.app, site.ids, site.cookie, site.token, new_projects, snapshot, watch)
     watch.close()
     snapshot.close()
-    services.probes.close()
-    services.db_engine.dispose()
+    site.close()
 
 
 # --- requests -------------------------------------------------------------------------------
@@ -651,7 +669,7 @@ def fill(case: Case, values: dict[str, str]) -> str:
     return path
 
 
-def path_values(case: Case, argument: str, world: World) -> list[str]:
+def path_values(case: Case, argument: str, world: Site) -> list[str]:
     """Real values for *argument* of *case*, the one that gets furthest first."""
     before = case.rule.split(f"/<{argument}>")[0].rsplit("/", 1)[-1]
     values = PATH_VALUES.get(f"{argument}@{before}", PATH_VALUES[argument])
@@ -661,11 +679,11 @@ def path_values(case: Case, argument: str, world: World) -> list[str]:
     return [value.format(**world.ids) for value in values]
 
 
-def real_path(case: Case, world: World) -> str:
+def real_path(case: Case, world: Site) -> str:
     return fill(case, {a: path_values(case, a, world)[0] for a in case.arguments})
 
 
-def path_part(case: Case, argument: str, world: World) -> st.SearchStrategy[str]:
+def path_part(case: Case, argument: str, world: Site) -> st.SearchStrategy[str]:
     real = st.sampled_from(path_values(case, argument, world))
     converter = case.converters[case.arguments.index(argument)]
     hostile = st.sampled_from(NUMBERS) if converter == "int" else texts(argument)
@@ -689,7 +707,7 @@ def api_body(
 
 
 @st.composite
-def synthetic_requests(draw: Any, case: Case, world: World) -> Sent:
+def synthetic_requests(draw: Any, case: Case, world: Site) -> Sent:
     """URLs no rule matches, and methods a rule does not allow."""
     method = draw(st.sampled_from(METHODS))
     if case.endpoint == "-unknown-api":
@@ -705,7 +723,7 @@ def synthetic_requests(draw: Any, case: Case, world: World) -> Sent:
 
 
 @st.composite
-def requests_for(draw: Any, case: Case, world: World) -> Sent:
+def requests_for(draw: Any, case: Case, world: Site) -> Sent:
     """Random requests: every path argument and field drawn from real and hostile values."""
     if case.endpoint.startswith("-"):
         return draw(synthetic_requests(case, world))
@@ -736,7 +754,7 @@ def requests_for(draw: Any, case: Case, world: World) -> Sent:
     return Sent("POST", path, {}, form=BIG_FORM if how == "big" else draw(fields), htmx=htmx)
 
 
-def sweep(case: Case, world: World) -> list[Sent]:
+def sweep(case: Case, world: Site) -> list[Sent]:
     """Systematic requests: the real one, then each input meeting each killer value in turn.
 
     Random draws can miss one field's 23-digit number; this cannot.
@@ -794,7 +812,7 @@ def body_sweep(case: Case, path: str) -> list[Sent]:
     return sent
 
 
-def baseline(case: Case, world: World, *, as_json: bool) -> dict[str, Any]:
+def baseline(case: Case, world: Site, *, as_json: bool) -> dict[str, Any]:
     """Every input *case* reads, with the real value that gets furthest."""
     base: dict[str, Any] = {}
     for name in INPUTS[case.endpoint]:
@@ -811,7 +829,7 @@ def auth(case: Case) -> dict[str, Any]:
     return {"authorization": TOKEN} if case.api else {}
 
 
-def synthetic_sweep(case: Case, world: World) -> list[Sent]:
+def synthetic_sweep(case: Case, world: Site) -> list[Sent]:
     if case.endpoint == "-unknown-api":
         return [
             Sent(method, path, {}, authorization=TOKEN)
@@ -829,7 +847,7 @@ def synthetic_sweep(case: Case, world: World) -> list[Sent]:
     return wrong
 
 
-def send(world: World, sent: Sent) -> TestResponse:
+def send(world: Site, sent: Sent) -> TestResponse:
     client = world.app.test_client()
     headers = {"HX-Request": "true"} if sent.htmx else {}
     if sent.path.startswith("/api/"):
@@ -882,12 +900,18 @@ def check_answer(sent: Sent, response: TestResponse) -> None:
         assert names(sent, " ".join(alerts)), f"400 does not name {sent.focus}: {alerts}, {sent!r}"
 
 
-def names(sent: Sent, message: str) -> bool:
-    """*message* names the swept field, or quotes (the start of) the value sent in it."""
+def focused(sent: Sent) -> Any:
+    """The value a sweep request put in the field it makes hostile."""
     assert sent.focus is not None
     fields = sent.form if sent.form is not None else sent.query
     value = fields.get(sent.focus) if fields else json.loads(sent.body or b"{}")[sent.focus]
-    value = value[0] if isinstance(value, list) and value else value
+    return value[0] if isinstance(value, list) and value else value
+
+
+def names(sent: Sent, message: str) -> bool:
+    """*message* names the swept field, or quotes (the start of) the value sent in it."""
+    assert sent.focus is not None
+    value = focused(sent)
     text = value.strip() if isinstance(value, str) else ""
     quoted = text and (text[:20] in message or repr(text)[1:21] in message)
     return sent.focus.replace("_", " ") in message.replace("_", " ").lower() or bool(quoted)
@@ -977,3 +1001,28 @@ def test_environment_numbers_out_of_range_are_refused_next_to_their_field(
         assert rows["dev"] == world.ids["dev_numbers"]
 
     refuse()
+
+
+@pytest.mark.server
+def test_on_postgresql_nul_and_overlong_text_are_refused_not_crashed(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """PostgreSQL, unlike SQLite, fails on NUL in any query and on text over a column's length.
+
+    The fuzz above runs on SQLite and emulates both rules (NUL answers 400;
+    nothing stored exceeds its column); this sends the same requests to a
+    metadata DB on PostgreSQL, where breaking either rule would be a 500.
+    """
+    site = seeded_site(tmp_path, MIGDASH_DATABASE_URL=postgres_url)
+    try:
+        sent = [
+            request
+            for case in CASES
+            for request in sweep(case, site)
+            if request.expect == 400 or (request.focus and focused(request) == LONG)
+        ]
+        assert len(sent) > 200
+        for request in sent:
+            check_answer(request, send(site, request))
+    finally:
+        site.close()
