@@ -168,54 +168,23 @@ BUDGET, SLOW_BUDGET, SYNTHETIC_BUDGET = 18, 6, 30
 
 HUGE = "9" * 23
 NUMBERS = [
-    "0",
-    "1",
-    "-1",
-    HUGE,
-    "-" + HUGE,
-    str(MAX_ID),
-    str(MAX_ID + 1),
-    str(-MAX_ID - 2),
-    "1e309",
-    "1.5",
-    "NaN",
-    "inf",
-    "0x1f",
-    " 7 ",
-    "1_000",
-    "+3",
-    "\u0663",  # ARABIC-INDIC DIGIT THREE: int() reads it
-    "0" * 40 + "1",
-    "9" * 5000,
+    *("0", "1", "-1", "+3", " 7 ", "1_000", "0x1f", "1.5", "1e309", "NaN", "inf"),
+    *(HUGE, "-" + HUGE, str(MAX_ID), str(MAX_ID + 1), str(-MAX_ID - 2)),  # the 64-bit bound
+    *("\u0663", "0" * 40 + "1", "9" * 5000),  # an Arabic-Indic 3 (int() reads it); int()'s limit
 ]
+"""Numbers and near-numbers: not ints, ints Python reads loosely, ints no column can hold."""
 NASTY = [
-    "",
-    " ",
-    "\x00",
-    "a\x00b",
-    "'",
-    '"',
-    '"""',
-    "'''",
-    "\\",
-    "%",
-    "%00",
-    "<script>alert(1)</script>",
-    "{{ 7 * 7 }}",
-    "${7*7}",
-    "../../../../etc/passwd",
-    "'; DROP TABLE jobs; --",
-    "\u202e\u200b\ufeff",
-    "\U0001d518\U0001d52b\U0001d526 \u2603 \u00e9",
-    "null",
-    "[]",
-    "{}",
-    "heads",
-    "base",
-    "+99999999999999999999999",
-    "x" * 5000,
-    "\u00e9" * 3000,
+    *("", " ", "\x00", "a\x00b", "'", '"', '"""', "'''", "\\", "%", "%00", "null", "[]", "{}"),
+    *("<script>alert(1)</script>", "{{ 7 * 7 }}", "${7*7}", "'; DROP TABLE jobs; --"),
+    *("../../../../etc/passwd", "heads", "base", "+99999999999999999999999"),
+    *(
+        "\u202e\u200b\ufeff",
+        "\U0001d518\U0001d52b\U0001d526 \u2603 \u00e9",
+        "x" * 5000,
+        "\u00e9" * 3000,
+    ),
 ]
+"""Text that breaks naive code: NUL, quotes, markup, templates, paths, unicode, length."""
 REAL: dict[str, list[str]] = {
     "username": ["fresh", "admin", "scratch", "other-admin", "requester"],
     "password": ["correct-horse-battery-staple", "short"],
@@ -430,7 +399,6 @@ def collect_cases() -> list[Case]:
 
 
 CASES = collect_cases()
-ROUTES = [c for c in CASES if c.arguments == () or all(a in PATH_VALUES for a in c.arguments)]
 
 
 def budget(case: Case) -> int:
@@ -669,22 +637,22 @@ def fill(case: Case, values: dict[str, str]) -> str:
     return path
 
 
-def path_values(case: Case, argument: str, world: Site) -> list[str]:
+def path_values(case: Case, argument: str, site: Site) -> list[str]:
     """Real values for *argument* of *case*, the one that gets furthest first."""
     before = case.rule.split(f"/<{argument}>")[0].rsplit("/", 1)[-1]
     values = PATH_VALUES.get(f"{argument}@{before}", PATH_VALUES[argument])
     if argument == "job_id":
         first = next((job for word, job in JOB_FOR.items() if word in case.rule), "{finished}")
         values = [first, *(v for v in values if v != first)]
-    return [value.format(**world.ids) for value in values]
+    return [value.format(**site.ids) for value in values]
 
 
-def real_path(case: Case, world: Site) -> str:
-    return fill(case, {a: path_values(case, a, world)[0] for a in case.arguments})
+def real_path(case: Case, site: Site) -> str:
+    return fill(case, {a: path_values(case, a, site)[0] for a in case.arguments})
 
 
-def path_part(case: Case, argument: str, world: Site) -> st.SearchStrategy[str]:
-    real = st.sampled_from(path_values(case, argument, world))
+def path_part(case: Case, argument: str, site: Site) -> st.SearchStrategy[str]:
+    real = st.sampled_from(path_values(case, argument, site))
     converter = case.converters[case.arguments.index(argument)]
     hostile = st.sampled_from(NUMBERS) if converter == "int" else texts(argument)
     return st.one_of(real, real, hostile, st.integers().map(str))
@@ -707,7 +675,7 @@ def api_body(
 
 
 @st.composite
-def synthetic_requests(draw: Any, case: Case, world: Site) -> Sent:
+def synthetic_requests(draw: Any, case: Case, site: Site) -> Sent:
     """URLs no rule matches, and methods a rule does not allow."""
     method = draw(st.sampled_from(METHODS))
     if case.endpoint == "-unknown-api":
@@ -719,27 +687,27 @@ def synthetic_requests(draw: Any, case: Case, world: Site) -> Sent:
     real = draw(st.sampled_from(CASES))
     allowed = {c.method for c in CASES if c.rule == real.rule}
     method = draw(st.sampled_from([m for m in METHODS if m not in allowed]))
-    return Sent(method, real_path(real, world), {}, authorization=TOKEN)
+    return Sent(method, real_path(real, site), {}, authorization=TOKEN)
 
 
 @st.composite
-def requests_for(draw: Any, case: Case, world: Site) -> Sent:
+def requests_for(draw: Any, case: Case, site: Site) -> Sent:
     """Random requests: every path argument and field drawn from real and hostile values."""
     if case.endpoint.startswith("-"):
-        return draw(synthetic_requests(case, world))
-    path = fill(case, {a: draw(path_part(case, a, world)) for a in case.arguments})
+        return draw(synthetic_requests(case, site))
+    path = fill(case, {a: draw(path_part(case, a, site)) for a in case.arguments})
     names = INPUTS[case.endpoint]
     junk = st.dictionaries(st.sampled_from(["x", "id", "_", "\x00"]), texts("x"), max_size=1)
     fields = st.builds(
         lambda known, extra: {**extra, **known},
-        st.fixed_dictionaries({}, optional={n: form_values(n, world.real) for n in names}),
+        st.fixed_dictionaries({}, optional={n: form_values(n, site.real) for n in names}),
         junk,
     )
     if case.api:
         auth = draw(st.sampled_from([TOKEN] * 8 + ["", "nonsense", "\x00\x01"]))
         if case.method == "GET":
             return Sent("GET", path, draw(fields), authorization=auth)
-        body, content_type = draw(api_body(names, world.real))
+        body, content_type = draw(api_body(names, site.real))
         return Sent("POST", path, {}, body=body, content_type=content_type, authorization=auth)
     htmx = draw(st.booleans())
     if case.method == "GET":
@@ -754,17 +722,17 @@ def requests_for(draw: Any, case: Case, world: Site) -> Sent:
     return Sent("POST", path, {}, form=BIG_FORM if how == "big" else draw(fields), htmx=htmx)
 
 
-def sweep(case: Case, world: Site) -> list[Sent]:
+def sweep(case: Case, site: Site) -> list[Sent]:
     """Systematic requests: the real one, then each input meeting each killer value in turn.
 
     Random draws can miss one field's 23-digit number; this cannot.
     """
     if case.endpoint.startswith("-"):
-        return synthetic_sweep(case, world)
-    real = {a: path_values(case, a, world)[0] for a in case.arguments}
+        return synthetic_sweep(case, site)
+    real = {a: path_values(case, a, site)[0] for a in case.arguments}
     path, names = fill(case, real), INPUTS[case.endpoint]
     as_json = case.api and case.method == "POST"
-    base = baseline(case, world, as_json=as_json)
+    base = baseline(case, site, as_json=as_json)
 
     def request(
         fields: dict[str, Any], focus: str | None = None, to: str = path, **more: Any
@@ -812,14 +780,14 @@ def body_sweep(case: Case, path: str) -> list[Sent]:
     return sent
 
 
-def baseline(case: Case, world: Site, *, as_json: bool) -> dict[str, Any]:
+def baseline(case: Case, site: Site, *, as_json: bool) -> dict[str, Any]:
     """Every input *case* reads, with the real value that gets furthest."""
     base: dict[str, Any] = {}
     for name in INPUTS[case.endpoint]:
-        value = BASELINE.get(f"{case.endpoint}:{name}", world.real[name][0])
-        base[name] = value.format(**world.ids) if isinstance(value, str) else value
+        value = BASELINE.get(f"{case.endpoint}:{name}", site.real[name][0])
+        base[name] = value.format(**site.ids) if isinstance(value, str) else value
         if name in MULTI and not as_json:
-            base[name] = world.real[name]
+            base[name] = site.real[name]
         elif as_json and name in JSON_REAL:
             base[name] = JSON_REAL[name]
     return base
@@ -829,7 +797,7 @@ def auth(case: Case) -> dict[str, Any]:
     return {"authorization": TOKEN} if case.api else {}
 
 
-def synthetic_sweep(case: Case, world: Site) -> list[Sent]:
+def synthetic_sweep(case: Case, site: Site) -> list[Sent]:
     if case.endpoint == "-unknown-api":
         return [
             Sent(method, path, {}, authorization=TOKEN)
@@ -843,19 +811,19 @@ def synthetic_sweep(case: Case, world: Site) -> list[Sent]:
         real = next(c for c in CASES if c.rule == rule)
         allowed = {c.method for c in CASES if c.rule == rule}
         method = "PUT" if "PUT" not in allowed else "PATCH"
-        wrong.append(Sent(method, real_path(real, world), {}, authorization=TOKEN))
+        wrong.append(Sent(method, real_path(real, site), {}, authorization=TOKEN))
     return wrong
 
 
-def send(world: Site, sent: Sent) -> TestResponse:
-    client = world.app.test_client()
+def send(site: Site, sent: Sent) -> TestResponse:
+    client = site.app.test_client()
     headers = {"HX-Request": "true"} if sent.htmx else {}
     if sent.path.startswith("/api/"):
         if sent.authorization is not None:
-            token = world.token if sent.authorization == TOKEN else sent.authorization
+            token = site.token if sent.authorization == TOKEN else sent.authorization
             headers["Authorization"] = f"Bearer {token}"
     else:
-        client.set_cookie("session", world.cookie)
+        client.set_cookie("session", site.cookie)
     options: dict[str, Any] = {"query_string": sent.query, "headers": headers}
     if sent.body is not None:
         options.update(data=sent.body, content_type=sent.content_type)
@@ -926,10 +894,9 @@ def test_every_route_has_a_fuzz_strategy() -> None:
     assert INPUTS.keys() - endpoints == set(), "INPUTS names endpoints the app no longer has"
     arguments = {argument for case in CASES for argument in case.arguments}
     assert arguments - PATH_VALUES.keys() == set(), "give PATH_VALUES for each new path argument"
-    assert len(ROUTES) == len(CASES)
 
 
-def test_the_fuzz_sends_at_least_1000_requests_per_run() -> None:
+def test_the_random_part_alone_sends_at_least_1000_requests_per_run() -> None:
     assert sum(budget(case) for case in (*CASES, *SYNTHETIC)) >= 1000
 
 
