@@ -3,16 +3,28 @@
 The cases come from ``app.url_map``, so a new route is fuzzed as soon as it
 exists, and :func:`test_every_route_has_a_fuzz_strategy` fails until
 :data:`INPUTS` says which query, form or JSON fields it reads and
-:data:`PATH_VALUES` covers its path arguments.  Each example sends one
-request built from hostile values (huge, negative and non-numeric numbers,
-NUL, quotes, markup, unicode, very long text, wrong JSON types, deep nesting,
-empty and oversized bodies, missing fields) mixed with the real names and ids
-of a seeded world, so that requests also get past the first lookup.  The
-metadata DB is restored before every example: what one request changes (a
-deleted project, a revoked token) never leaks into the next, and a failure
-replays exactly while Hypothesis shrinks it.
+:data:`PATH_VALUES` covers its path arguments.  Each case sends, signed in as
+an admin (with the admin's API token under ``/api/v1``):
 
-"Names the problem" means, concretely:
+* a systematic sweep (:func:`sweep`): the real request, then each path part
+  and each field in turn replaced by a killer value (23-digit and 64-bit-bound
+  numbers, NUL, 5,000 characters, markup and quotes, wrong JSON types), and
+  bodies with a known answer (413 over the size limit, 415 for JSON sent to a
+  page, 400 for junk, non-objects and 50,000 nested brackets on JSON routes);
+* random requests (:func:`requests_for`) mixing hostile values (unicode,
+  quotes, templates, paths, lists and nested objects, missing fields, junk
+  fields, bad tokens, htmx or not) with the real names and ids of the world.
+
+The world is realistic: a project with real revision files and two heads,
+plain and protected targets on real SQLite databases, finished, held and
+queued jobs, users and tokens.  Its metadata DB is restored after any request
+that committed, so one request's change (a deleted project, a revoked token)
+never leaks into the next and a failure replays exactly while Hypothesis
+shrinks it.  Derandomized, without an example database: CI runs the same
+requests every time.
+
+Every answer is below 500 and carries no traceback.  "Names the problem"
+means, concretely:
 
 * under ``/api/``: a JSON body ``{"error": {"code", "message", ...}}`` with a
   snake_case ``code`` and a non-empty ``message`` (and ``field``, when
@@ -21,11 +33,13 @@ replays exactly while Hypothesis shrinks it.
   whose text is not empty and is not the internal-error text, or a form
   re-shown with an error beside a field (inside the field's ``<label>``).
 
-A request from the systematic sweep makes one field hostile; a 400 for it
-must name that field (``field`` in the JSON, the field's name or value in the
-message, or the error beside that field on the form).
-
-No answer is 5xx, and no answer carries a traceback.
+A sweep request makes one field hostile; a 400 for it must name that field
+(``field`` in the JSON, the field's name or value in the message, or the
+error beside that field on the form).  Two PostgreSQL rules are checked on
+SQLite too: a NUL is refused (400) wherever it is sent, and nothing stored
+is longer than its column (:meth:`World.unstorable`);
+:func:`test_on_postgresql_nul_and_overlong_text_are_refused_not_crashed`
+sends those requests to a real PostgreSQL.
 """
 
 from __future__ import annotations
@@ -633,6 +647,10 @@ class Sent:
     def __repr__(self) -> str:
         fields = {k: v for k, v in vars(self).items() if v not in (None, {}, False)}
         return ", ".join(f"{k}={shorten(v)}" for k, v in fields.items())
+
+    def _repr_pretty_(self, printer: Any, _cycle: bool) -> None:
+        """How Hypothesis prints a failing example: shortened too, not a 1 MiB body."""
+        printer.text(f"Sent({self!r})")
 
 
 def shorten(value: Any) -> str:
