@@ -63,3 +63,18 @@ def test_factory_connects_to_nothing_and_creates_no_files(tmp_path: Path) -> Non
     app = create_app({"TESTING": True, "MIGDASH_INSTANCE": str(instance)})
     assert app.instance_path == str(instance)
     assert not instance.exists()
+
+
+def test_the_readme_documents_every_variable_migdash_reads() -> None:
+    """Keep README.md true: each MIGDASH_* variable read anywhere has a row in its table."""
+    import re
+    from pathlib import Path
+
+    from migdash.config import ENVIRONMENT
+    from migdash.engine.child import EXTRA_VARIABLE
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    documented = set(re.findall(r"^\| `(MIGDASH_[A-Z_]+)` \|", readme, re.MULTILINE))
+    read = {*ENVIRONMENT, EXTRA_VARIABLE, "MIGDASH_CLI_USER"}
+    assert read - documented == set(), "document these in README.md's configuration table"
+    assert documented - read == set(), "README.md documents variables nothing reads"
