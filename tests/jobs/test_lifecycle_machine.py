@@ -39,6 +39,8 @@ from hypothesis import strategies as st
 from migdash import create_app
 from migdash.cli import main
 from migdash.config import ensure_instance
+from migdash.errors import Conflict
+from migdash.jobs import removal
 from migdash.jobs.consumer import build_worker
 from migdash.jobs.gate import approvals_for
 from migdash.jobs.records import PENDING_STATES, TARGET_ACTIONS
@@ -278,20 +280,20 @@ class JobLifecycle:
             session.commit()
 
     def remove_target(self, name: str) -> None:
-        target = name
-        if target in self.removed:
+        """An admin removes a target through the confirmation page (pending jobs cancelled)."""
+        if name in self.removed or len(self.removed) == len(TARGETS) - 1:
             return
+        admin = self.web("amir")  # not an admin: refused, and nothing changes
+        self.note("remove as approver", admin.post(f"/admin/targets/{name}/delete").status_code)
         with self.services.sessions() as session:
-            running = [
-                j
-                for j in session.scalars(sa.select(Job).where(Job.target_name == target))
-                if j.state == JobState.RUNNING
-            ]
-            if running:
+            try:
+                removal.remove(
+                    session, "target", name, actor="admin", role=Role.ADMIN, now=utcnow()
+                )
+            except Conflict:  # a running job blocks the removal
                 return
-            registry.remove_target(session, registry.get_target(session, target), actor="admin")
             session.commit()
-        self.removed.add(target)
+        self.removed.add(name)
 
     # --- rules: machines ----------------------------------------------------------------
 
