@@ -9,7 +9,7 @@ This is the one place where the engine (graphs, probes) meets the store
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,6 +24,11 @@ from migdash.errors import BrokenProject
 from migdash.store.models import Project, Snapshot, Target, utcnow
 from migdash.store.queries import latest_snapshots
 
+POSITION_UNKNOWN = frozenset({TargetState.UNREACHABLE, TargetState.NOT_PROBED})
+"""States in which nobody knows which revisions the database holds (it has not answered)."""
+PENDING_KNOWN = frozenset({TargetState.UP_TO_DATE, TargetState.BEHIND, TargetState.UNINITIALISED})
+"""States whose pending list is a fact; in every other state it is unknown, not empty."""
+
 
 @dataclass(frozen=True)
 class TargetReport:
@@ -35,6 +40,16 @@ class TargetReport:
     status: TargetStatus
     checked_at: datetime | None
     target_id: int = 0
+
+    @property
+    def revisions_known(self) -> bool:
+        """False when the database has not answered: its ``current`` is unknown, not empty."""
+        return self.status.state not in POSITION_UNKNOWN
+
+    @property
+    def pending_known(self) -> bool:
+        """False when an empty pending list would mean "we cannot tell", not "nothing to do"."""
+        return self.status.state in PENDING_KNOWN
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -103,11 +118,11 @@ def refresh_status(
         status = assess_target(
             graph, probes[target.id], track=target.project.track, project_error=problem
         )
-        snapshots[target.id] = record_snapshot(
-            session, target, status, probes[target.id], snapshots.get(target.id), now
-        )
+        record_snapshot(session, target, status, probes[target.id], snapshots.get(target.id), now)
     session.flush()
-    return [report_from_snapshot(t, snapshots[t.id]) for t in targets]
+    # Read back rather than reuse what was read before probing: a job or another page may
+    # have recorded a newer snapshot meanwhile, and every page must show the same latest one.
+    return cached_status(session, targets)
 
 
 def cached_status(session: Session, targets: Sequence[Target]) -> list[TargetReport]:
@@ -235,26 +250,48 @@ def build_overview(
     return rows
 
 
+@dataclass(frozen=True)
+class AppliedSplit:
+    """Where one revision is applied: yes, no, and "cannot tell" (never folded into "no")."""
+
+    applied: list[TargetReport] = field(default_factory=list)
+    missing: list[TargetReport] = field(default_factory=list)
+    unknown: list[TargetReport] = field(default_factory=list)
+    """Targets that did not answer, or sit at revisions this project does not contain."""
+
+
 def split_by_applied(
     graph: RevisionGraph, revision: str, reports: Sequence[TargetReport]
-) -> tuple[list[TargetReport], list[TargetReport]]:
-    """Targets that have *revision* applied (it is at or below their current), and the rest."""
-    applied, missing = [], []
+) -> AppliedSplit:
+    """Targets that have *revision* applied (it is at or below their current), lack it, or may."""
+    split = AppliedSplit()
     for report in reports:
-        known = [rev for rev in report.status.current if rev in graph.nodes]
-        if known and graph.in_mask(graph.ancestor_mask(known), revision):
-            applied.append(report)
+        current = list(report.status.current)
+        if not placeable(graph, report):
+            split.unknown.append(report)
+        elif current and graph.in_mask(graph.ancestor_mask(current), revision):
+            split.applied.append(report)
         else:
-            missing.append(report)
-    return applied, missing
+            split.missing.append(report)
+    return split
+
+
+def placeable(graph: RevisionGraph, report: TargetReport) -> bool:
+    """Whether *graph* can say where the target sits: it answered, at revisions *graph* has."""
+    return report.revisions_known and all(rev in graph.nodes for rev in report.status.current)
+
+
+def unplaced(graph: RevisionGraph, reports: Sequence[TargetReport]) -> list[TargetReport]:
+    """Targets no marker can place on *graph*; pages list them as "position unknown"."""
+    return [report for report in reports if not placeable(graph, report)]
 
 
 def targets_by_head(graph: RevisionGraph, reports: Sequence[TargetReport]) -> dict[str, list[str]]:
     """For a forked project: each head -> targets whose current revisions all lead to it."""
     placed: dict[str, list[str]] = {head: [] for head in graph.heads}
     for report in reports:
-        known = [rev for rev in report.status.current if rev in graph.nodes]
-        if not known:
+        known = list(report.status.current)
+        if not known or not placeable(graph, report):
             continue
         for head in graph.heads:
             if all(graph.is_ancestor(rev, head) for rev in known):

@@ -5,12 +5,18 @@ from __future__ import annotations
 from flask import Blueprint
 from werkzeug.wrappers import Response
 
-from migdash.engine.state import TargetState, offered_destinations
+from migdash.engine.state import offered_destinations
 from migdash.jobs.locks import lease_of
 from migdash.jobs.records import describe, list_jobs
 from migdash.permissions import Permission
 from migdash.services import services_of
-from migdash.status import cached_status, project_graph, refresh_status
+from migdash.status import (
+    PENDING_KNOWN,
+    POSITION_UNKNOWN,
+    cached_status,
+    project_graph,
+    refresh_status,
+)
 from migdash.store.queries import recent_snapshots
 from migdash.store.registry import get_target
 from migdash.web.auth import requires
@@ -30,7 +36,6 @@ def _render(name: str, *, probe: bool) -> Response:
     else:
         (report,) = cached_status(session, [target])
     graph, problem = project_graph(services.catalog, target.project)
-    reachable = report.status.state not in (TargetState.UNREACHABLE, TargetState.NOT_PROBED)
     return render_page_or_partial(
         "targets/detail.html",
         "partials/targets/status.html",
@@ -43,8 +48,10 @@ def _render(name: str, *, probe: bool) -> Response:
         jobs=list_jobs(session, target=target.name, limit=10),
         describe=describe,
         destinations=offered_destinations(graph, report.status.current)
-        if graph is not None and reachable
+        if graph is not None and report.revisions_known
         else None,
+        pending_known_states={state.value for state in PENDING_KNOWN},
+        position_unknown_states={state.value for state in POSITION_UNKNOWN},
     )
 
 
