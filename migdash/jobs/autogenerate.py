@@ -15,7 +15,7 @@ def preview_autogenerate(
 ) -> ActionResult:
     """Run autogenerate against *against* in a child process with ``preview`` set."""
     if against is None:
-        raise InvalidInput("autogenerate needs a target to compare against")
+        raise InvalidInput("autogenerate needs a target to compare against", field="against")
     spec = ActionSpec(
         kind="revision",
         script_location=project.script_location,

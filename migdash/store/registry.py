@@ -34,6 +34,7 @@ def check_name(kind: str, name: str) -> str:
         raise InvalidInput(
             f"{kind} name {name!r} is not allowed",
             hint="Use 1–100 letters, digits, '_', '.' or '-', starting with a letter or digit.",
+            field="name",
         )
     return name
 
@@ -48,6 +49,7 @@ def check_url(url: str) -> str:
             "that is not a database URL",
             hint="Write it as SQLAlchemy does, e.g. postgresql+psycopg://user:password@host/db "
             "or sqlite:////path/to/file.db",
+            field="url",
         ) from exc
     return url
 
@@ -56,7 +58,9 @@ def check_tags(tags: Iterable[str]) -> list[str]:
     cleaned = sorted({t.strip() for t in tags if t.strip()})
     for tag in cleaned:
         if not TAG.match(tag):
-            raise InvalidInput(f"tag {tag!r} is not allowed", hint="Use letters, digits, _ . : = -")
+            raise InvalidInput(
+                f"tag {tag!r} is not allowed", hint="Use letters, digits, _ . : = -", field="tags"
+            )
     return cleaned
 
 
@@ -216,7 +220,10 @@ def add_environment(
         last = session.scalar(sa.select(sa.func.max(Environment.position)))
         position = 0 if last is None else last + 1
     if required_approvals < 1:
-        raise InvalidInput("an environment needs at least one approval when protected")
+        raise InvalidInput(
+            "an environment needs at least one approval when protected",
+            field="required_approvals",
+        )
     environment = Environment(
         name=name, protected=protected, position=position, required_approvals=required_approvals
     )
@@ -246,7 +253,10 @@ def edit_environment(
         environment.position = int(changes["position"])
     if changes.get("required_approvals") is not None:
         if int(changes["required_approvals"]) < 1:
-            raise InvalidInput("an environment needs at least one approval when protected")
+            raise InvalidInput(
+                "an environment needs at least one approval when protected",
+                field="required_approvals",
+            )
         environment.required_approvals = int(changes["required_approvals"])
     session.flush()
     audit.record(

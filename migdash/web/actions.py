@@ -15,7 +15,7 @@ from flask import (
 from flask_login import current_user
 
 from migdash.engine.revision_files import check_revision_request
-from migdash.errors import InvalidInput
+from migdash.errors import AmbiguousHead, InvalidInput, UnknownRevision
 from migdash.jobs.autogenerate import preview_autogenerate
 from migdash.jobs.plans import make_plan
 from migdash.jobs.records import TARGET_ACTIONS
@@ -33,8 +33,13 @@ from migdash.store.models import utcnow
 from migdash.store.queries import find_targets
 from migdash.web.auth import requires
 from migdash.web.db import db
+from migdash.web.projects import render_form_again
 
 bp = Blueprint("actions", __name__, url_prefix="/actions")
+
+FORM_ERRORS = (InvalidInput, UnknownRevision, AmbiguousHead)
+"""What a person typed wrong in the project page's merge and revision forms: shown beside
+the field (an unknown revision in "depends on" too), not on an error page."""
 
 
 def _action_args() -> tuple[str, str, bool]:
@@ -158,16 +163,19 @@ def environment() -> str | Response:
 def merge(name: str) -> Response:
     session, services = db(), services_of()
     project = registry.get_project(session, name)
-    job = request_project_action(
-        session,
-        services.jobs,
-        project,
-        "merge",
-        {"message": request.form.get("message", ""), "heads": request.form.getlist("heads")},
-        actor=current_user.username,
-        role=current_user.role,
-        now=utcnow(),
-    )
+    try:
+        job = request_project_action(
+            session,
+            services.jobs,
+            project,
+            "merge",
+            {"message": request.form.get("message", ""), "heads": request.form.getlist("heads")},
+            actor=current_user.username,
+            role=current_user.role,
+            now=utcnow(),
+        )
+    except FORM_ERRORS as exc:
+        return render_form_again(name, "merge", exc)
     session.commit()
     return redirect(url_for("jobs.detail", job_id=job.id))
 
@@ -187,27 +195,29 @@ def revision(name: str) -> str | Response:
         "depends_on": request.form.get("depends_on", ""),
         "autogenerate": request.form.get("autogenerate") == "y",
     }
-    if arguments["autogenerate"] and request.form.get("confirmed") != "y":
-        graph = services.catalog.graph(project.script_location)
-        checked = check_revision_request(graph, "revision", arguments)
-        result = preview_autogenerate(project, against, checked)
-        return render_template(
-            "actions/autogenerate.html",
-            project=project,
+    try:
+        if arguments["autogenerate"] and request.form.get("confirmed") != "y":
+            graph = services.catalog.graph(project.script_location)
+            checked = check_revision_request(graph, "revision", arguments)
+            return render_template(
+                "actions/autogenerate.html",
+                project=project,
+                against=against,
+                arguments=checked,
+                result=preview_autogenerate(project, against, checked),
+            )
+        job = request_project_action(
+            session,
+            services.jobs,
+            project,
+            "revision",
+            arguments,
+            actor=current_user.username,
+            role=current_user.role,
+            now=utcnow(),
             against=against,
-            arguments=checked,
-            result=result,
         )
-    job = request_project_action(
-        session,
-        services.jobs,
-        project,
-        "revision",
-        arguments,
-        actor=current_user.username,
-        role=current_user.role,
-        now=utcnow(),
-        against=against,
-    )
+    except FORM_ERRORS as exc:
+        return render_form_again(name, "revision", exc)
     session.commit()
     return redirect(url_for("jobs.detail", job_id=job.id))

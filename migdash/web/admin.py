@@ -15,18 +15,21 @@ from flask import (
     url_for,
 )
 from flask_login import current_user
+from flask_wtf import FlaskForm
+from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
-from migdash.errors import InvalidInput
+from migdash.errors import Conflict, InvalidInput, MigdashError
 from migdash.jobs import removal
 from migdash.jobs.projects import init_project
 from migdash.permissions import Permission
 from migdash.services import services_of
 from migdash.store import registry
-from migdash.store.models import utcnow
+from migdash.store.models import Target, utcnow
 from migdash.store.queries import all_environments, all_projects, find_targets
 from migdash.web.auth import requires
 from migdash.web.db import db
+from migdash.web.errors import classify
 from migdash.web.forms import (
     DeleteForm,
     EnvironmentForm,
@@ -113,43 +116,72 @@ def init_project_form() -> str | Response:
     )
 
 
+def _show_form(
+    form: FlaskForm, kind: str, existing: object, error: MigdashError | None = None
+) -> Response:
+    """The form again, as typed (password fields come back empty), with what went wrong.
+
+    *error*'s message goes beside the field it names, or above the form when it
+    names none.  Nothing of a refused change is kept: the session is rolled back.
+    A submitted form that is shown again answers 400 (409 for a name clash).
+    """
+    status = 200
+    if error is not None:
+        db().rollback()
+        message = [error.message, *([error.hint] if error.hint else [])]
+        field = getattr(error, "field", None)
+        if field and field in form and field != "csrf_token":
+            form[field].errors = [*form[field].errors, *message]
+        else:
+            form.form_errors.extend(message)
+        status = classify(error)[1]
+    elif form.is_submitted():
+        status = 400
+    html = render_template("admin/form.html", form=form, kind=kind, existing=existing)
+    return make_response(html, status)
+
+
 @bp.route("/environments/new", methods=["GET", "POST"])
 @bp.route("/environments/<name>/edit", methods=["GET", "POST"])
 @requires(Permission.ADMIN)
-def environment_form(name: str | None = None) -> str | Response:
+def environment_form(name: str | None = None) -> Response:
     session = db()
     environment = registry.get_environment(session, name) if name else None
     form = EnvironmentForm(obj=environment)
-    if form.validate_on_submit():
+    if not form.validate_on_submit():
+        return _show_form(form, "environment", environment)
+    fields = {
+        "protected": form.protected.data,
+        "position": form.position.data,
+        "actor": current_user.username,
+    }
+    try:
         if environment is None:
             registry.add_environment(
                 session,
                 form.name.data or "",
-                protected=form.protected.data,
-                position=form.position.data,
-                required_approvals=form.required_approvals.data or 1,
-                actor=current_user.username,
+                required_approvals=_given(form.required_approvals.data, 1),
+                **fields,
             )
         else:
             registry.edit_environment(
                 session,
                 environment,
                 name=form.name.data,
-                protected=form.protected.data,
-                position=form.position.data,
                 required_approvals=form.required_approvals.data,
-                actor=current_user.username,
+                **fields,
             )
-        session.commit()
-        flash(f"Environment {form.name.data} saved.")
-        return redirect(url_for("admin.index"))
-    return render_template("admin/form.html", form=form, kind="environment", existing=environment)
+    except (InvalidInput, Conflict) as exc:
+        return _show_form(form, "environment", environment, exc)
+    session.commit()
+    flash(f"Environment {form.name.data} saved.")
+    return redirect(url_for("admin.index"))
 
 
 @bp.route("/targets/new", methods=["GET", "POST"])
 @bp.route("/targets/<name>/edit", methods=["GET", "POST"])
 @requires(Permission.ADMIN)
-def target_form(name: str | None = None) -> str | Response:
+def target_form(name: str | None = None) -> Response:
     session = db()
     target = registry.get_target(session, name) if name else None
     form = TargetForm()
@@ -162,41 +194,38 @@ def target_form(name: str | None = None) -> str | Response:
         form.tags.data = ", ".join(target.tags)
         form.version_table.data = target.version_table
         form.version_table_schema.data = target.version_table_schema
-    if form.validate_on_submit():
-        tags = (form.tags.data or "").split(",")
-        extra = {
-            "version_table": form.version_table.data,
-            "version_table_schema": form.version_table_schema.data,
-        }
-        if target is None:
-            if not form.url.data:
-                raise InvalidInput("a new target needs a database URL")
-            registry.add_target(
-                session,
-                form.name.data or "",
-                project=form.project.data or "",
-                environment=form.environment.data or "",
-                url=form.url.data,
-                tags=tags,
-                actor=current_user.username,
-                **extra,
-            )
-        else:
-            registry.edit_target(
-                session,
-                target,
-                actor=current_user.username,
-                name=form.name.data,
-                url=form.url.data,
-                project=form.project.data,
-                environment=form.environment.data,
-                tags=tags,
-                **extra,
-            )
-        session.commit()
-        flash(f"Target {form.name.data} saved.")
-        return redirect(url_for("admin.index"))
-    return render_template("admin/form.html", form=form, kind="target", existing=target)
+    if not form.validate_on_submit():
+        return _show_form(form, "target", target)
+    try:
+        _save_target(session, target, form)
+    except (InvalidInput, Conflict) as exc:
+        return _show_form(form, "target", target, exc)
+    session.commit()
+    flash(f"Target {form.name.data} saved.")
+    return redirect(url_for("admin.index"))
+
+
+def _given(value: int | None, default: int) -> int:
+    """An optional number as typed: 0 stays 0 (and is refused), only an empty field defaults."""
+    return default if value is None else value
+
+
+def _save_target(session: Session, target: Target | None, form: TargetForm) -> None:
+    """Add or edit through the registry, as the CLI does; an empty URL keeps the stored one."""
+    fields = {
+        "project": form.project.data or "",
+        "environment": form.environment.data or "",
+        "tags": (form.tags.data or "").split(","),
+        "version_table": form.version_table.data,
+        "version_table_schema": form.version_table_schema.data,
+        "actor": current_user.username,
+    }
+    if target is not None:
+        registry.edit_target(session, target, name=form.name.data, url=form.url.data, **fields)
+    elif not form.url.data:
+        raise InvalidInput("a new target needs a database URL", field="url")
+    else:
+        registry.add_target(session, form.name.data or "", url=form.url.data, **fields)
 
 
 REMOVABLE = {"projects": "project", "environments": "environment", "targets": "target"}
