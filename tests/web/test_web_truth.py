@@ -460,10 +460,16 @@ def test_the_review_page_words_each_action(
 
 
 def errors_beside(html: str) -> dict[str, list[str]]:
-    """``data-field`` -> the messages shown beside that field (``form``: above the form)."""
+    """Field name -> the errors inside its ``<label>``; ``form`` -> the alerts (no one field)."""
     found: dict[str, list[str]] = {}
-    for field, message in re.findall(r'class="err" data-field="([^"]+)">([^<]*)<', html):
-        found.setdefault(field, []).append(unescape(message))
+    for block in re.findall(r"<label>(.*?)</label>", html, re.S):
+        field = re.search(r'<(?:input|select)\b[^>]*\bname="([^"]+)"', block)
+        errors = re.findall(r'<span class="err">([^<]*)</span>', block)
+        if field and errors:
+            found[field.group(1)] = [unescape(e) for e in errors]
+    alerts = re.findall(r'<p class="error" role="alert">([^<]*)</p>', html)
+    if alerts:
+        found["form"] = [unescape(a) for a in alerts]
     return found
 
 
@@ -486,7 +492,7 @@ ENV_FORM = {"name": "qa", "position": "3", "protected": "y", "required_approvals
     ("change", "field", "status", "says"),
     [
         ({"name": "bad name!"}, "name", 400, "environment name 'bad name!' is not allowed"),
-        ({"required_approvals": "0"}, "required_approvals", 400, "at least one approval"),
+        ({"required_approvals": "0"}, "required_approvals", 400, "between 1 and 20"),
         ({"name": "dev"}, "form", 409, "an environment named 'dev' already exists"),
         ({"position": "first"}, "position", 400, "Not a valid integer value."),
     ],
@@ -516,17 +522,18 @@ def test_editing_an_environment_keeps_nothing_of_a_refused_change(
 ) -> None:
     response = admin.post(
         "/admin/environments/prod/edit",
-        data={"name": "production", "protected": "y", "required_approvals": "0"},
+        data={"name": "prod uction", "protected": "", "required_approvals": "5"},
     )
     html = response.get_data(as_text=True)
     assert response.status_code == 400
-    assert "at least one approval" in " ".join(errors_beside(html)["required_approvals"])
-    assert input_value(html, "name") == "production"
+    assert "is not allowed" in " ".join(errors_beside(html)["name"])
+    assert input_value(html, "name") == "prod uction"
+    assert input_value(html, "required_approvals") == "5"
     session = read()
     assert [e.name for e in all_environments(session)] == ["dev", "prod"]
     prod = session.scalar(sa.select(Environment).where(Environment.name == "prod"))
     assert prod is not None
-    assert prod.required_approvals == 2
+    assert (prod.protected, prod.required_approvals) == (True, 2)
 
 
 TARGET_FORM = {"name": "db-new", "project": "linear", "environment": "dev", "tags": "eu, pci"}
@@ -636,7 +643,7 @@ def test_revision_form_comes_back_filled_on_the_project_page(
     ("change", "field", "says"),
     [
         ({"message": "merge \x1b"}, "message", "control character"),
-        ({"heads": ["c3"]}, "heads", "at least two heads"),
+        ({"heads": ["c3"]}, "form", "at least two heads"),
     ],
 )
 def test_merge_form_comes_back_filled_on_the_project_page(
@@ -658,6 +665,19 @@ def test_merge_form_comes_back_filled_on_the_project_page(
     assert input_value(form, "message") == sent["message"]
     checked = re.findall(r'name="heads" value="(\w+)" checked', form)
     assert checked == sent["heads"]
+    assert read().scalar(sa.select(sa.func.count()).select_from(Job)) == 0
+
+
+def test_a_merge_refused_where_no_merge_form_is_shown_still_says_why(
+    admin: FlaskClient, protected_world: Any, read: Callable[[], Session]
+) -> None:
+    response = admin.post("/actions/projects/linear/merge", data={"message": "m", "heads": "c3"})
+    html = response.get_data(as_text=True)
+    assert response.status_code == 400
+    assert 'id="merge"' not in html  # one head: the page has no merge form
+    reason, hint = errors_beside(html)["form"]
+    assert reason == "The merge was refused: a merge needs at least two heads"
+    assert hint == "The project's heads: c3"
     assert read().scalar(sa.select(sa.func.count()).select_from(Job)) == 0
 
 
