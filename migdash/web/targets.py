@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint
 from werkzeug.wrappers import Response
 
-from migdash.engine.state import offered_destinations
+from migdash.engine.state import TargetState, offered_destinations
 from migdash.jobs.locks import lease_of
 from migdash.jobs.records import describe, list_jobs
 from migdash.permissions import Permission
@@ -30,11 +30,12 @@ def _render(name: str, *, probe: bool) -> Response:
     session = db()
     services = services_of()
     target = get_target(session, name)
-    if probe:
+    (report,) = cached_status(session, [target])
+    if probe or report.status.state is TargetState.NOT_PROBED:
+        # a target never probed is probed on its first view: its page offers actions
+        # from where it really is, not from a guess
         (report,) = refresh_status(session, services.catalog, services.probes, [target])
         session.commit()
-    else:
-        (report,) = cached_status(session, [target])
     graph, problem = project_graph(services.catalog, target.project)
     return render_page_or_partial(
         "targets/detail.html",
