@@ -31,6 +31,7 @@ from sqlalchemy.engine import URL, make_url
 
 from migdash.engine.migrate import preview_plan, run_planned
 from migdash.engine.planning import PlanChanged, PlannedStep
+from migdash.engine.project import alembic_config
 from migdash.engine.revision_files import (
     check_message,
     escape_for_literal,
@@ -283,8 +284,8 @@ def _config(
     connection: sa.Connection | None = None,
     output_buffer: io.StringIO | None = None,
 ) -> Config:
-    config = Config(stdout=stdout, output_buffer=output_buffer)
-    config.set_main_option("script_location", spec.script_location)
+    config = alembic_config(spec.script_location)  # a folder, or an alembic.ini read as the CLI
+    config.stdout, config.output_buffer = stdout, output_buffer
     if spec.url:
         if spec.url_mode == "env":
             if not spec.url_env_var:
