@@ -73,7 +73,8 @@ def test_probe_now_swaps_the_matrix_through_htmx(page: Any) -> None:
     assert response.request.method == "POST"
     assert response.request.headers.get("hx-request") == "true"
     assert response.request.headers.get("x-csrftoken")
-    page.wait_for_function("!document.getElementById('matrix').dataset.old")
+    # a locator wait, not wait_for_function: the page's CSP forbids the eval that one polls with
+    page.locator("#matrix[data-old]").wait_for(state="detached")
     assert page.locator(CELL).count() == 8
 
 

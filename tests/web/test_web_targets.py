@@ -115,7 +115,7 @@ def test_unreachable_target_shows_a_scrubbed_error(
     assert "bob:***@127.0.0.1:1/app" in html
 
 
-def test_unprobed_target_says_so(
+def test_a_target_never_probed_is_probed_on_its_first_view(
     viewer: FlaskClient,
     make_project: Callable[..., Any],
     register_project: Callable[..., Any],
@@ -125,8 +125,9 @@ def test_unprobed_target_says_so(
     register_project(project)
     register_target(project, "fresh", at="a1")
     html = viewer.get("/targets/fresh").get_data(as_text=True)
-    assert "not probed yet" in status_of(html)
-    assert "Not probed yet." in html
+    assert "not probed yet" not in status_of(html)
+    assert 'data-state="behind"' in status_of(html)
+    assert "Not probed yet." not in html, "the snapshot it took is listed"
 
 
 def test_probe_now_posts_and_swaps_the_status(
