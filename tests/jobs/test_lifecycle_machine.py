@@ -27,6 +27,8 @@ import itertools
 import json
 import re
 import shutil
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,20 +78,51 @@ STARTED = (JobState.RUNNING, JobState.SUCCEEDED, JobState.FAILED, JobState.INTER
 class Template:
     root: Path
     tokens: dict[str, str] = field(default_factory=dict)
+    server: str | None = None
+    """With a PostgreSQL server URL, the metadata DB is the database ``database``, cloned per
+    example with ``CREATE DATABASE ... TEMPLATE``; without, a SQLite file copied per example."""
+    database: str | None = None
+
+    def metadata_url(self, database: str) -> str:
+        assert self.server is not None
+        return sa.make_url(self.server).set(database=database).render_as_string(False)
 
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
     """One prepared world: project, protected prod with two targets at a1, people, tokens."""
-    root = tmp_path_factory.mktemp("lifecycle-template")
+    return build_template(tmp_path_factory.mktemp("lifecycle-template"), None)
+
+
+@pytest.fixture(scope="module")
+def pg_template(
+    tmp_path_factory: pytest.TempPathFactory, postgres_server: str
+) -> Iterator[Template]:
+    """The same world with its metadata DB on PostgreSQL."""
+    database = f"lc_template_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(postgres_server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f"CREATE DATABASE {database}")
+    prepared = build_template(tmp_path_factory.mktemp("lifecycle-pg"), (postgres_server, database))
+    yield prepared
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+    admin.dispose()
+
+
+def build_template(root: Path, postgres: tuple[str, str] | None) -> Template:
     write_project(root / "shop", REVISIONS)
     (root / "dbs").mkdir()
     instance = root / "instance"
     ensure_instance(instance)
-    app = create_app({"TESTING": True, "MIGDASH_INSTANCE": str(instance)})
+    prepared = Template(root)
+    config: dict[str, Any] = {"TESTING": True, "MIGDASH_INSTANCE": str(instance)}
+    if postgres is not None:
+        prepared.server, prepared.database = postgres
+        config["MIGDASH_DATABASE_URL"] = prepared.metadata_url(postgres[1])
+    app = create_app(config)
     services = services_of(app)
     services.upgrade_schema()
-    prepared = Template(root)
     with services.sessions() as session:
         registry.add_project(session, "shop", str(root / "shop"))
         registry.add_environment(session, "prod", protected=True)
@@ -114,11 +147,24 @@ class JobLifecycle:
         self.template = template
         self.root = scratch / f"world-{next(_WORLDS)}"
         shutil.copytree(template.root, self.root)
+        self.config: dict[str, Any] = {
+            "TESTING": True,
+            "MIGDASH_INSTANCE": str(self.root / "instance"),
+        }
+        self.database: str | None = None
+        if template.server is not None:
+            self.database = f"lc_{uuid.uuid4().hex[:12]}"
+            admin = sa.create_engine(template.server, isolation_level="AUTOCOMMIT")
+            with admin.connect() as connection:
+                connection.exec_driver_sql(
+                    f"CREATE DATABASE {self.database} TEMPLATE {template.database}"
+                )
+            admin.dispose()
+            self.config["MIGDASH_DATABASE_URL"] = template.metadata_url(self.database)
         self._relocate()
         self.app = create_app(
             {
-                "TESTING": True,
-                "MIGDASH_INSTANCE": str(self.root / "instance"),
+                **self.config,
                 "WTF_CSRF_ENABLED": False,
                 "MIGDASH_PROBE_TIMEOUT": 3.0,
                 "MIGDASH_LOGIN_RATE_LIMIT": "1000 per minute",
@@ -133,16 +179,13 @@ class JobLifecycle:
 
     def _relocate(self) -> None:
         """The copied metadata DB names the template's paths; point it at this world's files."""
-        db = sa.create_engine(f"sqlite:///{self.root / 'instance' / 'migdash.db'}")
-        with db.begin() as connection:
-            connection.execute(
+        app = create_app(self.config)
+        services = services_of(app)
+        with services.sessions() as session:
+            session.execute(
                 sa.text("UPDATE project SET script_location = :new"),
                 {"new": str(self.root / "shop")},
             )
-        db.dispose()
-        app = create_app({"TESTING": True, "MIGDASH_INSTANCE": str(self.root / "instance")})
-        services = services_of(app)
-        with services.sessions() as session:
             for name in TARGETS:
                 target = registry.get_target(session, name)
                 target.set_url(session, f"sqlite:///{self.root / 'dbs' / name}.db")
@@ -153,6 +196,11 @@ class JobLifecycle:
         self.services.probes.close()
         self.services.db_engine.dispose()
         shutil.rmtree(self.root, ignore_errors=True)
+        if self.database is not None and self.template.server is not None:
+            admin = sa.create_engine(self.template.server, isolation_level="AUTOCOMMIT")
+            with admin.connect() as connection:
+                connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {self.database} WITH (FORCE)")
+            admin.dispose()
 
     # --- channels ---------------------------------------------------------------------------
 
@@ -460,6 +508,39 @@ def test_job_lifecycle_never_runs_without_the_approved_plan(
             getattr(world, step[0])(*step[1:])
             world.check_invariants()
         world.worker_pass()  # in the end a worker always comes along
+        world.check_invariants()
+    finally:
+        world.teardown()
+
+
+PG_EXAMPLES = 10
+
+
+@pytest.mark.server
+@settings(
+    max_examples=PG_EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(
+    start=st.tuples(st.booleans(), st.sampled_from([1, 2])),
+    steps=st.lists(STEP, min_size=8, max_size=16),
+)
+def test_job_lifecycle_on_a_postgresql_metadata_db(
+    pg_template: Template,
+    tmp_path: Path,
+    start: tuple[bool, int],
+    steps: list[tuple[Any, ...]],
+) -> None:
+    """The same interleavings with migdash's own DB on PostgreSQL (row locks, READ COMMITTED)."""
+    world = JobLifecycle(pg_template, tmp_path)
+    try:
+        world.set_protection(*start)
+        for step in steps:
+            getattr(world, step[0])(*step[1:])
+            world.check_invariants()
+        world.worker_pass()
         world.check_invariants()
     finally:
         world.teardown()
