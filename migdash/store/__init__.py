@@ -5,3 +5,7 @@ named writes (``registry``) and reads (``queries``).  The schema is created
 and upgraded by the Alembic migrations in ``migrations/``: migdash oversees
 itself too.
 """
+
+from migdash.store import models, schema_models  # noqa: E402 - every table on Base.metadata
+
+__all__ = ["models", "schema_models"]

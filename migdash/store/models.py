@@ -94,6 +94,9 @@ class Environment(Base):
     """An ordered stage (dev, staging, prod) or grouping (tenant, region) of targets."""
 
     __tablename__ = "environment"
+    __table_args__ = (
+        sa.CheckConstraint("promotion_rule IN ('warn', 'refuse')", name="promotion_rule"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(sa.String(100), unique=True)
@@ -101,6 +104,10 @@ class Environment(Base):
     protected: Mapped[bool] = mapped_column(default=False)
     required_approvals: Mapped[int] = mapped_column(default=1, server_default="1")
     """Distinct approvers a job here needs when the environment is protected."""
+    promotion_rule: Mapped[str] = mapped_column(
+        sa.String(10), default="warn", server_default="warn"
+    )
+    """Promoting here a revision the environment before this one lacks: 'warn' or 'refuse'."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     targets: Mapped[list[Target]] = relationship(back_populates="environment")
