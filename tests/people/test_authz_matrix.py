@@ -65,6 +65,7 @@ PATHS: dict[str, str] = {
     "/projects/<name>/graph.svg": "/projects/shop/graph.svg",
     "/projects/<name>/revisions/<revision>": "/projects/shop/revisions/b2",
     "/targets/<name>": "/targets/shop-dev",
+    "/history/targets/<name>": "/history/targets/shop-dev",
     "/targets/<name>/probe": "/targets/shop-dev/probe",
     "/admin/": "/admin/",
     "/admin/projects/new": "/admin/projects/new",

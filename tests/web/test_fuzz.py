@@ -93,6 +93,7 @@ INPUTS: dict[str, tuple[str, ...]] = {
     "projects.graph_svg": (),
     "projects.revision": (),
     "targets.detail": (),
+    "history.target": (),
     "targets.probe": (),
     "admin.index": (),
     "admin.project_form": (
