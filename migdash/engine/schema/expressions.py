@@ -126,16 +126,18 @@ def _index_element(element: exp.Expr, dialect: str) -> str:
 
 
 def _rewrite(tree: exp.Expr, dialect: str) -> exp.Expr:
-    tree = tree.transform(_drop_noise, copy=True)
+    tree = _drop_noise(tree.copy())
     tree = tree.transform(lambda node: _spell(node, dialect), copy=False)
     return tree.transform(_parenthesise, copy=False)
 
 
-def _drop_noise(node: exp.Expr) -> exp.Expr:
+def _drop_noise(tree: exp.Expr) -> exp.Expr:
     """Remove what carries no meaning: casts and the parentheses the text happened to have."""
-    while isinstance(node, exp.Cast | exp.Paren):
-        node = node.this
-    return node
+    while isinstance(tree, exp.Cast | exp.Paren):
+        tree = tree.this
+    for node in list(tree.find_all(exp.Cast, exp.Paren)):
+        node.replace(node.this)
+    return tree
 
 
 def _spell(node: exp.Expr, dialect: str) -> exp.Expr:
