@@ -377,10 +377,17 @@ def test_sqlite_expression_and_partial_indexes_are_read(
             "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, n INTEGER)",
             "CREATE INDEX ix_t_lower ON t (lower(name)) WHERE n > 0",
             "CREATE UNIQUE INDEX ux_t_n ON t (n DESC)",
+            "CREATE VIEW v AS SELECT id, lower(name) AS low FROM t WHERE (n > 0)",
         ),
     )
     taken = snapshot(url)
 
+    assert taken.schema["views"] == {
+        "v": {
+            "definition": "SELECT id, LOWER(name) AS low FROM t WHERE n > 0",
+            "columns": ["id", "low"],
+        }
+    }
     assert taken.notes == ()
     assert taken.schema["tables"]["t"]["indexes"] == [
         {
@@ -391,3 +398,26 @@ def test_sqlite_expression_and_partial_indexes_are_read(
         },
         {"name": "ux_t_n", "columns": ["n DESC"], "unique": True, "options": {}},
     ]
+
+
+def test_postgresql_schemas_snapshot_alike_and_unknown_types_keep_their_names(
+    make_database: Callable[[str], str],
+) -> None:
+    ddl: list[str] = []
+    for schema, other_type in (("s1", "pair"), ("s2", "pair"), ("s3", "triple")):
+        ddl += [
+            f"CREATE SCHEMA {schema}",
+            f"CREATE TYPE {schema}.{other_type} AS (a int, b int)",
+            f"CREATE TABLE {schema}.p (id SERIAL PRIMARY KEY, v {schema}.{other_type})",
+            f"CREATE TABLE {schema}.c (id SERIAL PRIMARY KEY,"
+            f" p_id INTEGER REFERENCES {schema}.p (id) ON DELETE CASCADE)",
+        ]
+    url = build(make_database("postgresql"), ddl=tuple(ddl))
+    s1, s2, s3 = (snapshot(url, schema=schema) for schema in ("s1", "s2", "s3"))
+
+    assert s1.schema["tables"]["p"]["columns"]["v"]["type"] == "PAIR"
+    assert s1.notes == ("Did not recognize type 's1.pair' of column 'v'",)
+    assert s1.schema["tables"]["p"]["columns"]["id"]["autoincrement"] is True
+    assert s1.schema["tables"]["c"]["foreign_keys"][0]["referred_schema"] is None
+    assert diff_schemas(s1, s2).items == ()
+    assert [item.detail for item in diff_schemas(s1, s3).items] == ["type PAIR -> TRIPLE"]

@@ -24,7 +24,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from .coltypes import canonical_type, is_boolean, is_numeric
+from .coltypes import UNKNOWN, canonical_type, is_boolean, is_numeric
 from .expressions import fold_identifier, normalise_expression, normalise_statement
 from .reflect import RawSchema, RawTable
 
@@ -118,6 +118,8 @@ def _columns(
         coltype = canonical_type(column["type"], dialect)
         if name in json_columns and coltype.endswith("TEXT"):
             coltype = "JSON"
+        if coltype == UNKNOWN and column.get("type_name"):
+            coltype = str(column["type_name"]).upper()
         default, autoincrement = _default(column, table_name, coltype, raw)
         if dialect == "sqlite":
             autoincrement = pk_columns == [name] and coltype == "INTEGER"

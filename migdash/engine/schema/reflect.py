@@ -39,6 +39,16 @@ _MARIADB_COLUMN_CHECKS = sa.text(
     WHERE CONSTRAINT_SCHEMA = COALESCE(:schema, DATABASE()) AND LEVEL = 'Column'
     """
 )
+_PG_TYPE_NAMES = sa.text(
+    """
+    SELECT c.relname, a.attname, t.typname FROM pg_attribute a
+    JOIN pg_class c ON c.oid = a.attrelid
+    JOIN pg_namespace n ON n.oid = c.relnamespace
+    JOIN pg_type t ON t.oid = a.atttypid
+    WHERE n.nspname = COALESCE(:schema, current_schema()) AND a.attnum > 0
+        AND NOT a.attisdropped AND c.relkind IN ('r', 'p')
+    """
+)
 _SQLITE_SKIPPED_INDEX = "Skipped unsupported reflection of expression-based index"
 
 
@@ -126,7 +136,32 @@ def _reflect_tables(
             check_constraints=[dict(check) for check in checks.get(key, [])],
             column_checks=column_checks.get(name, []),
         )
+    _name_unknown_types(connection, tables, schema)
     return tables
+
+
+def _name_unknown_types(
+    connection: sa.Connection, tables: dict[str, RawTable], schema: str | None
+) -> None:
+    """Give PostgreSQL columns of a type SQLAlchemy does not know their type's name.
+
+    Without it every such column reads as one NullType, and a ``citext``
+    column would match an ``hstore`` one.  One query, only when needed.
+    """
+    unknown = [
+        (name, column)
+        for name, table in tables.items()
+        for column in table.columns
+        if isinstance(column["type"], sa.types.NullType)
+    ]
+    if not unknown or connection.dialect.name != "postgresql":
+        return
+    names = {
+        (table, column): type_name
+        for table, column, type_name in connection.execute(_PG_TYPE_NAMES, {"schema": schema})
+    }
+    for table_name, column in unknown:
+        column["type_name"] = names.get((table_name, column["name"]))
 
 
 def _multi_or_empty(method: Any, schema: str | None, kind: ObjectKind) -> dict[Any, Any]:
