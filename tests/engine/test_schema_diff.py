@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import random
 from typing import Any
 
@@ -296,3 +297,12 @@ def test_generated_sqlite_schemas_differ_only_where_they_really_do(
 
     assert [(item.table, item.name, item.cosmetic) for item in found.items] == [("t", name, False)]
     assert a.fingerprint != c.fingerprint
+
+
+@given(snapshots())
+def test_the_schema_serialises_to_one_text(snapshot: SchemaSnapshot) -> None:
+    reordered = {key: dict(reversed(value.items())) for key, value in snapshot.schema.items()}
+    again = build_snapshot(snapshot.dialect, snapshot.server_major, reordered)
+
+    assert json.dumps(again.schema) == json.dumps(snapshot.schema)
+    assert list(snapshot.schema["tables"]) == sorted(snapshot.schema["tables"])

@@ -103,12 +103,16 @@ def build_snapshot(
     server_version: str | None = None,
     notes: tuple[str, ...] = (),
 ) -> SchemaSnapshot:
-    """A snapshot of an already normalised *schema*, fingerprinted by the current rules."""
+    """A snapshot of an already normalised *schema*, fingerprinted by the current rules.
+
+    The schema is copied with every mapping's keys in sorted order, so it
+    serialises to the same text whichever order the server listed tables in.
+    """
     return SchemaSnapshot(
         dialect=dialect,
         server_major=server_major,
         normaliser_version=NORMALISER_VERSION,
-        schema=schema,
+        schema=json.loads(canonical_json(schema)),
         fingerprint=fingerprint(dialect, schema),
         server_version=server_version,
         notes=notes,
