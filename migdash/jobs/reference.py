@@ -365,7 +365,8 @@ def _compare(
     }
     note = f" ({builder.site.note})" if builder.site.note else ""
     if diff.same:
-        cosmetic = f"; {len(diff.cosmetic)} cosmetic differences" if diff.cosmetic else ""
+        count = len(diff.cosmetic)
+        cosmetic = f"; {count} cosmetic difference{'s' if count != 1 else ''}" if count else ""
         return _Outcome("none", f"no drift: the schema is what {at} gives{cosmetic}{note}", detail)
     try:
         earlier = _stamped_at(session, builder, live, now)
