@@ -1,119 +1,51 @@
 """Drift against history: a target's live schema against the schema its revisions should give.
 
-The *reference* for a set of version rows R is built by upgrading an empty
-scratch database of the target's dialect to R in a child process (the
-ordinary ``upgrade`` action, run by ``migdash.jobs.runner`` with
-``expected_steps=None``, holding only the scratch database's URL), then
-reflecting it here; it is cached in ``reference_schema`` by
-:func:`~migdash.engine.reference.reference_key`, so a second check at the
-same revisions starts no process.  See :mod:`migdash.engine.reference` for
-scratch servers and keys.
-
-:func:`check_history_drift` compares the live schema with its reference:
-no real difference is ``none``; otherwise, when the live schema equals the
-reference of an *earlier* state (the nearest of :data:`ANCESTOR_WALK`
-ancestors, then base), the target was stamped but not applied; otherwise
-it drifted.  It takes seconds when a reference must be built, so it runs
-only when asked (``migdash drift-history``), never on the status path.
-Functions here add and flush; the caller commits.
+The reference for a target's version rows comes from
+:mod:`migdash.jobs.reference_build` (a scratch database upgraded in a child
+process, reflected here, cached).  :func:`check_history_drift` compares the
+live schema with it: no real difference is ``none``; otherwise, when the
+live schema equals the reference of an *earlier* state (the nearest of
+:data:`ANCESTOR_WALK` ancestors, then base), the target was stamped but not
+applied; otherwise it drifted.  It takes seconds when a reference must be
+built, so it runs only when asked (``migdash drift-history``), never on the
+status path.  Functions here add and flush; the caller commits.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from migdash.engine.actions import ActionSpec
 from migdash.engine.graph import RevisionGraph
 from migdash.engine.probe import VersionTable
-from migdash.engine.reference import (
-    BuildSite,
-    LiveSchema,
-    ReferenceBuildFailed,
-    ScratchServers,
-    build_site,
-    earlier_states,
-    env_py_digest,
-    read_live_schema,
-    reference_key,
-    scratch_database,
-    server_major,
-    snapshot_database,
-)
-from migdash.engine.schema import SchemaSnapshot, diff_schemas
-from migdash.engine.scrub import scrub_text, url_secrets
+from migdash.engine.reference import LiveSchema, ScratchServers, earlier_states, read_live_schema
+from migdash.engine.schema import diff_schemas
+from migdash.engine.scrub import scrub_text
 from migdash.errors import MigdashError, TargetUnreachable, UnknownRevision
 from migdash.jobs.context import JobServices
-from migdash.jobs.plans import run_in_child
+from migdash.jobs.reference_build import (
+    Reference,
+    ReferenceBuilder,
+    find_references,
+    reference_builder,
+    scratch_secrets,
+    scratch_servers,
+)
 from migdash.status import probe_request
-from migdash.store.models import Project, Target
-from migdash.store.schema_models import DriftCheck, ReferenceSchema
+from migdash.store.models import Target
+from migdash.store.schema_models import DriftCheck
+
+__all__ = ["check_history_drift", "scratch_servers", "target_reference"]
 
 ANCESTOR_WALK = 20
 """Earlier revisions tried (nearest first) before base, when a schema does not match its own."""
-BUILD_TIMEOUT = 600.0
-"""Seconds one scratch upgrade may take (the whole chain from an empty database)."""
-
-
-@dataclass(frozen=True)
-class Reference:
-    """The schema a database at ``revisions`` should have, and how it was obtained."""
-
-    key: str
-    revisions: tuple[str, ...]
-    snapshot: SchemaSnapshot
-    site: BuildSite
-    cache_hit: bool
-    build_seconds: float
-    """What building it took (when it was built, for a cache hit)."""
-    built_at: datetime
-
-    def to_json(self, *, schema: bool = False) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "key": self.key,
-            "revisions": list(self.revisions),
-            "dialect": self.snapshot.dialect,
-            "server_major": self.snapshot.server_major,
-            "normaliser_version": self.snapshot.normaliser_version,
-            "fingerprint": self.snapshot.fingerprint,
-            "tables": len(self.snapshot.schema.get("tables", {})),
-            "cache_hit": self.cache_hit,
-            "build_seconds": round(self.build_seconds, 3),
-            "built_at": self.built_at.isoformat() + "Z",
-            "note": self.site.note,
-        }
-        if schema:
-            data["schema"] = self.snapshot.schema
-        return data
-
-
-@dataclass(frozen=True)
-class _Builder:
-    """What every reference of one project and build site shares (computed once per check)."""
-
-    project: Project
-    graph: RevisionGraph
-    site: BuildSite
-    major: int | None
-    env_digest: str
-    ignore: tuple[str, ...]
-    secrets: tuple[str, ...]
-
-
-def scratch_servers(settings: Mapping[str, Any]) -> ScratchServers:
-    """The scratch servers configured in *settings* (``MIGDASH_SCRATCH_*_URL``)."""
-    return ScratchServers(
-        postgresql=settings.get("MIGDASH_SCRATCH_POSTGRES_URL"),
-        mysql=settings.get("MIGDASH_SCRATCH_MYSQL_URL"),
-    )
+HISTORY = "history"
+"""The ``drift_check.kind`` of these checks (``models`` is the other)."""
 
 
 def target_reference(
@@ -134,134 +66,12 @@ def target_reference(
     probe = services.probes.probe(probe_request(target))
     if probe.error is not None:
         raise TargetUnreachable(f"the target cannot be read: {probe.error}")
-    builder = _builder(services, target, scratch)
+    builder = reference_builder(services, target, scratch)
     for revision in probe.current:
         if revision not in builder.graph.nodes:
             raise UnknownRevision(revision, project=target.project.name)
-    return _reference(session, builder, probe.current, now, rebuild=rebuild)
-
-
-def _builder(services: JobServices, target: Target, scratch: ScratchServers) -> _Builder:
-    project = target.project
-    graph = services.catalog.graph(project.script_location)
-    site = build_site(make_url(target.url).get_backend_name(), scratch)
-    version_table = target.version_table or project.version_table
-    return _Builder(
-        project=project,
-        graph=graph,
-        site=site,
-        major=server_major(site),
-        env_digest=env_py_digest(project.script_location),
-        ignore=tuple(dict.fromkeys(("alembic_version", version_table))),
-        secrets=tuple(_secrets(target.url, scratch)),
-    )
-
-
-def _reference(
-    session: Session,
-    builder: _Builder,
-    revisions: Sequence[str],
-    now: datetime,
-    *,
-    rebuild: bool = False,
-) -> Reference:
-    state = tuple(sorted(revisions))
-    site = builder.site
-    key = reference_key(builder.graph, state, builder.env_digest, site.dialect, builder.major)
-    row = None if rebuild else session.get(ReferenceSchema, key)
-    if row is not None:
-        return _from_row(row, builder.site, cache_hit=True)
-    started = time.perf_counter()
-    snapshot = _build(builder, state)
-    _store(session, key, builder.project.id, state, snapshot, time.perf_counter() - started, now)
-    row = session.get(ReferenceSchema, key, populate_existing=True)
-    assert row is not None
-    return _from_row(row, builder.site, cache_hit=False)
-
-
-def _build(builder: _Builder, state: tuple[str, ...]) -> SchemaSnapshot:
-    """Upgrade a fresh scratch database to *state* in a child, and reflect it here."""
-    project = builder.project
-    with scratch_database(builder.site) as url:
-        for revision in state:  # several rows: one upgrade each, on the same database
-            spec = ActionSpec(
-                kind="upgrade",
-                script_location=project.script_location,
-                url=url,
-                url_mode=project.url_mode,
-                url_env_var=project.url_env_var,
-                revision=revision,
-                expected_steps=None,
-            )
-            result = run_in_child(spec, timeout=BUILD_TIMEOUT)
-            if not result.ok:
-                error = scrub_text(result.error or "no result", [*builder.secrets])
-                raise ReferenceBuildFailed(
-                    f"upgrading an empty scratch {builder.site.dialect} database to "
-                    f"{revision} failed: {error}"
-                )
-        try:
-            return snapshot_database(url, builder.ignore)
-        except sa.exc.SQLAlchemyError as exc:
-            error = scrub_text(str(getattr(exc, "orig", None) or exc), [*builder.secrets])
-            raise ReferenceBuildFailed(f"the scratch database cannot be read: {error}") from None
-
-
-def _store(
-    session: Session,
-    key: str,
-    project_id: int,
-    state: tuple[str, ...],
-    snapshot: SchemaSnapshot,
-    seconds: float,
-    now: datetime,
-) -> None:
-    """Insert or replace the cached reference; a concurrent build of the same key is no error."""
-    values = {
-        "key": key,
-        "project_id": project_id,
-        "revisions": list(state),
-        "dialect": snapshot.dialect,
-        "server_major": snapshot.server_major,
-        "normaliser_version": snapshot.normaliser_version,
-        "fingerprint": snapshot.fingerprint,
-        "schema": snapshot.schema,
-        "built_at": now,
-        "build_seconds": round(seconds, 3),
-    }
-    name = session.get_bind().dialect.name
-    if name in ("sqlite", "postgresql"):
-        insert = (sqlite.insert if name == "sqlite" else postgresql.insert)(ReferenceSchema)
-        update = {column: value for column, value in values.items() if column != "key"}
-        session.execute(
-            insert.values(**values).on_conflict_do_update(index_elements=["key"], set_=update)
-        )
-    else:
-        session.merge(ReferenceSchema(**values))
-    session.flush()
-
-
-def _from_row(row: ReferenceSchema, site: BuildSite, *, cache_hit: bool) -> Reference:
-    snapshot = SchemaSnapshot(
-        dialect=row.dialect,
-        server_major=row.server_major,
-        normaliser_version=row.normaliser_version,
-        schema=row.schema,
-        fingerprint=row.fingerprint,
-    )
-    return Reference(
-        key=row.key,
-        revisions=tuple(row.revisions),
-        snapshot=snapshot,
-        site=site,
-        cache_hit=cache_hit,
-        build_seconds=row.build_seconds,
-        built_at=row.built_at,
-    )
-
-
-HISTORY = "history"
-"""The ``drift_check.kind`` of these checks (``models`` is the other)."""
+    (found,) = find_references(session, builder, [probe.current], now, rebuild=rebuild)
+    return found
 
 
 @dataclass(frozen=True)
@@ -307,13 +117,13 @@ def _judge(
     now: datetime,
     scratch: ScratchServers,
 ) -> _Outcome:
-    secrets = _secrets(target.url, scratch)
+    secrets = scratch_secrets(target.url, scratch)
     version_table = VersionTable(
         target.version_table or target.project.version_table,
         target.version_table_schema or target.project.version_table_schema,
     )
     try:
-        builder = _builder(services, target, scratch)
+        builder = reference_builder(services, target, scratch)
         try:
             live = read_live_schema(target.url, version_table, builder.ignore)
         except sa.exc.SQLAlchemyError as exc:
@@ -321,7 +131,7 @@ def _judge(
         unusable = _not_applicable(builder.graph, live)
         if unusable is not None:
             return unusable
-        reference = _reference(session, builder, live.rows, now)
+        (reference,) = find_references(session, builder, [live.rows], now)
     except MigdashError as exc:  # a broken project, an unreachable scratch server, a failed build
         return _error(exc.message, secrets)
     return _compare(session, builder, live, reference, now)
@@ -349,7 +159,11 @@ def _not_applicable(graph: RevisionGraph, live: LiveSchema) -> _Outcome | None:
 
 
 def _compare(
-    session: Session, builder: _Builder, live: LiveSchema, reference: Reference, now: datetime
+    session: Session,
+    builder: ReferenceBuilder,
+    live: LiveSchema,
+    reference: Reference,
+    now: datetime,
 ) -> _Outcome:
     diff = diff_schemas(reference.snapshot, live.snapshot)
     at = _revisions_text(live.rows)
@@ -385,25 +199,24 @@ def _compare(
 
 
 def _stamped_at(
-    session: Session, builder: _Builder, live: LiveSchema, now: datetime
+    session: Session, builder: ReferenceBuilder, live: LiveSchema, now: datetime
 ) -> tuple[str, ...] | None:
-    """The nearest earlier state whose reference the live schema equals, if any."""
-    for state in earlier_states(builder.graph, live.rows, ANCESTOR_WALK):
-        reference = _reference(session, builder, state, now)
+    """The nearest earlier state whose reference the live schema equals, if any.
+
+    The missing references are built in one pass (oldest first, each on the
+    scratch database of the one before), not one by one nearest first: a
+    drifted schema matches none of them, and a pass costs one chain plus one
+    step per state instead of a whole chain per state.
+    """
+    states = earlier_states(builder.graph, live.rows, ANCESTOR_WALK)
+    for reference in find_references(session, builder, states, now):
         if diff_schemas(reference.snapshot, live.snapshot).same:
-            return state
+            return reference.revisions
     return None
 
 
 def _revisions_text(revisions: Sequence[str]) -> str:
     return " + ".join(revisions) if revisions else "base"
-
-
-def _secrets(url: str, scratch: ScratchServers) -> list[str]:
-    secrets = url_secrets(url)
-    for server in (scratch.postgresql, scratch.mysql):
-        secrets += url_secrets(server) if server else []
-    return secrets
 
 
 def _error(message: str, secrets: list[str]) -> _Outcome:

@@ -27,6 +27,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -190,6 +191,24 @@ def children(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
     return started
 
 
+@pytest.fixture
+def scratch_dbs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The URL of every scratch database a reference build opens from here on."""
+    from migdash.jobs import reference_build
+
+    opened: list[str] = []
+    real = reference_build.scratch_database
+
+    @contextmanager
+    def counting(site: Any) -> Iterator[str]:
+        with real(site) as url:
+            opened.append(url)
+            yield url
+
+    monkeypatch.setattr(reference_build, "scratch_database", counting)
+    return opened
+
+
 def upgrades(children: list[list[str]]) -> int:
     return sum(1 for argv in children if "migdash.jobs.runner" in argv)
 
@@ -213,6 +232,9 @@ def stored(app: Flask) -> tuple[list[str], int]:
 
 
 def test_two_postgres_targets_at_one_revision_only_the_changed_one_drifts(
+    app: Flask,
+    children: list[list[str]],
+    scratch_dbs: list[str],
     postgres_server: str,
     databases: Callable[[str], str],
     project: Path,
@@ -229,6 +251,9 @@ def test_two_postgres_targets_at_one_revision_only_the_changed_one_drifts(
 
     drifted = check("changed", scratch)
     assert drifted["outcome"] == "drift", drifted["summary"]
+    assert upgrades(children) == 3, "c3; then b2, a1 and base in one pass: a1 and b2 one step each"
+    assert len(scratch_dbs) == 2, "one database for c3, one for the whole walk"
+    assert stored(app)[1] == 4
     assert real_items(drifted) == {
         ("added", "column", "accounts.note"),
         ("removed", "index", "accounts.ix_accounts_name"),
@@ -239,10 +264,12 @@ def test_two_postgres_targets_at_one_revision_only_the_changed_one_drifts(
     assert drifted["reference"]["revisions"] == ["c3"]
     assert drifted["reference"]["note"] is None
 
+    children.clear()
     calm_result = check("calm", scratch)
+    assert children == [], "the pair shares one reference"
     assert calm_result["outcome"] == "none", calm_result["summary"]
     assert calm_result["diff"]["real_count"] == 0
-    assert calm_result["reference"]["cache_hit"] is True, "the pair shares one reference"
+    assert calm_result["reference"]["cache_hit"] is True
 
 
 def test_stamp_head_on_a_database_never_upgraded_is_stamped_not_applied(
@@ -482,6 +509,24 @@ def test_sqlite_targets_need_no_configuration(
     assert result["outcome"] == "stamped_not_applied", "without the index it is what a1 gives"
     assert result["schema_of"] == ["a1"]
     assert result["reference"]["note"] is None
+
+
+def test_a_walk_across_a_merge_starts_another_database_where_ancestry_forks(
+    tmp_path: Path,
+    make_project: Callable[..., Any],
+    add_target: Callable[..., str],
+    check: Callable[..., dict[str, Any]],
+    scratch_dbs: list[str],
+) -> None:
+    merged = make_project("merged")  # a1, b2, then c3 (lefty) | d4 (righty), e5 merge, f6
+    url = f"sqlite:///{tmp_path / 'merged.db'}"
+    alembic(merged.location, url, "upgrade", "d4")
+    alembic(merged.location, url, "stamp", "f6")
+    add_target("merged-db", url, merged.location)
+    result = check("merged-db", ScratchServers())
+    assert result["outcome"] == "stamped_not_applied", result["summary"]
+    assert result["schema_of"] == ["d4"], "righty is there, lefty is not"
+    assert len(scratch_dbs) == 3, "f6; base, a1, b2, c3 on one; d4 and e5 on another"
 
 
 # --- failures -----------------------------------------------------------------------------------
