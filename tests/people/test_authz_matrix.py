@@ -66,6 +66,7 @@ PATHS: dict[str, str] = {
     "/projects/<name>/revisions/<revision>": "/projects/shop/revisions/b2",
     "/targets/<name>": "/targets/shop-dev",
     "/targets/<name>/probe": "/targets/shop-dev/probe",
+    "/targets/<name>/drift": "/targets/shop-dev/drift",
     "/admin/": "/admin/",
     "/admin/projects/new": "/admin/projects/new",
     "/admin/projects/init": "/admin/projects/init",
@@ -343,6 +344,7 @@ PINNED = {
     "api.approve": Permission.APPROVE,
     "api.reject": Permission.APPROVE,
     "actions.": Permission.REQUEST,
+    "targets.check_drift": Permission.REQUEST,  # runs the project's env.py against the target
     "jobs.cancel": Permission.REQUEST,
     "api.cancel": Permission.REQUEST,
     "api.create_job": Permission.REQUEST,

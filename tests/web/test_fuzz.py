@@ -94,6 +94,7 @@ INPUTS: dict[str, tuple[str, ...]] = {
     "projects.revision": (),
     "targets.detail": (),
     "targets.probe": (),
+    "targets.check_drift": (),
     "admin.index": (),
     "admin.project_form": (
         "name",
@@ -178,6 +179,7 @@ SLOW = frozenset(
         "api.create_job",
         "api.job_plan",
         "api.approve",
+        "targets.check_drift",
     }
 )
 """Endpoints that may start a child process (a plan, an autogenerate preview) per request."""
