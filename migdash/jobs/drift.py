@@ -32,8 +32,8 @@ from migdash.jobs.plans import run_in_child
 from migdash.store.models import Target
 from migdash.store.schema_models import DriftCheck
 
-DRIFT_TIMEOUT = 120.0
-"""Seconds a check may take: ``env.py`` plus a reflection of every table the models know."""
+DRIFT_TIMEOUT = 60.0
+"""Seconds a check may take (``env.py`` and a reflection); the web waits for it, as for a preview."""
 SUMMARY_ITEMS = 3
 
 

@@ -4,7 +4,7 @@ The projects here are what a team has: revision files written by the
 scaffold, and an ``env.py`` that imports a ``models`` module from the project
 folder and hands its ``MetaData`` to ``context.configure(target_metadata=...)``.
 The models hold one change no revision has yet (``accounts.note``).  Targets
-are real SQLite and PostgreSQL databases upgraded by Alembic itself.
+are real SQLite, PostgreSQL and MariaDB databases upgraded by Alembic itself.
 """
 
 from __future__ import annotations
@@ -124,12 +124,13 @@ def sqlite_url(tmp_path: Path, name: str) -> str:
     return f"sqlite:///{tmp_path / f'{name}.db'}"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An empty database: a SQLite file, or a fresh PostgreSQL database."""
+    """An empty database: a SQLite file, or a fresh PostgreSQL or MariaDB database."""
     if request.param == "sqlite":
         return sqlite_url(tmp_path, "target")
-    url: str = request.getfixturevalue("postgres_url")
+    fixture = {"postgresql": "postgres_url", "mariadb": "mariadb_url"}[request.param]
+    url: str = request.getfixturevalue(fixture)
     return url
 
 
@@ -143,6 +144,7 @@ def kinds(result: dict[str, Any]) -> list[str]:
 def test_a_model_change_not_in_any_revision_is_drift_on_every_target(
     tmp_path: Path,
     postgres_url: str,
+    mariadb_url: str,
     add_target: Callable[..., str],
     check: Callable[[str], dict[str, Any]],
 ) -> None:
@@ -150,6 +152,7 @@ def test_a_model_change_not_in_any_revision_is_drift_on_every_target(
     targets = [
         add_target("shop", location, "shop-sqlite", sqlite_url(tmp_path, "shop")),
         add_target("shop", location, "shop-pg", postgres_url),
+        add_target("shop", location, "shop-maria", mariadb_url),
     ]
     for name in targets:
         result = check(name)
@@ -237,6 +240,39 @@ def test_everything_the_models_know_is_compared_and_the_projects_filter_still_ap
     assert "op.drop_column('accounts', 'legacy_flag')" in operations
     assert "audit_log" not in operations
     assert "'legacy'" not in operations
+
+
+def test_an_ini_project_finds_its_models_through_prepend_sys_path(
+    tmp_path: Path, app: Flask, check: Callable[[str], dict[str, Any]]
+) -> None:
+    """The layout ``alembic init`` gives: the ini beside the code, ``prepend_sys_path = .``."""
+    root = tmp_path / "service"
+    location = write_project(root / "db" / "migrations", REVISIONS)
+    (root / "app").mkdir()
+    (root / "app" / "__init__.py").write_text("")
+    (root / "app" / "models.py").write_text(MODELS_PY.format(columns=NOTE, extra=""))
+    env = ENV_PY.replace(
+        "target_metadata = None\n", "from app.models import metadata as target_metadata\n"
+    )
+    (location / "env.py").write_text(env)
+    (root / "alembic.ini").write_text(
+        "[alembic]\nscript_location = %(here)s/db/migrations\nprepend_sys_path = .\n"
+    )
+    url = sqlite_url(tmp_path, "service")
+    db_engine = sa.create_engine(url)
+    with db_engine.begin() as connection:  # built by hand: this process cannot import app
+        for name in ("accounts", "orders"):
+            connection.exec_driver_sql(f"CREATE TABLE {name} (id INTEGER NOT NULL PRIMARY KEY)")
+        connection.exec_driver_sql("CREATE TABLE alembic_version (version_num VARCHAR(32))")
+        connection.exec_driver_sql("INSERT INTO alembic_version VALUES ('b2')")
+    db_engine.dispose()
+    with services_of(app).sessions() as session:
+        registry.add_project(session, "service", str(root / "alembic.ini"))
+        registry.add_target(session, "service-db", project="service", environment="dev", url=url)
+        session.commit()
+    result = check("service-db")
+    assert result["outcome"] == "drift", result
+    assert kinds(result) == ["add_column accounts.note"]
 
 
 def test_models_that_match_are_no_drift(
