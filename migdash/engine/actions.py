@@ -123,6 +123,8 @@ class ActionResult:
     """plan: steps, env.py digest, offline SQL (or why there is none)."""
     refused: bool = False
     """The run was refused before its first step (the plan changed, or Alembic refused it)."""
+    applied: list[dict[str, str]] | None = None
+    """upgrade: each revision applied, with its file's text as it ran."""
     drift: dict[str, Any] | None = None
     """drift: what :func:`migdash.engine.drift.compare_models` found."""
 
@@ -234,14 +236,14 @@ def _dispatch(spec: ActionSpec, clock: StepClock) -> dict[str, Any]:
         raise MigdashError(f"unknown action {spec.kind!r}")
     with _target_connection(spec) as connection, database_guard(spec.url):
         config = _config(spec, stdout, connection)
-        run_planned(
+        applied = run_planned(
             config,
             spec.kind,
             spec.revision or ("-1" if spec.kind == "downgrade" else "heads"),
             spec.expected_steps,
             purge=spec.purge,
         )
-    return {}
+    return {"applied": applied}
 
 
 def _revision(spec: ActionSpec, stdout: _LineStream) -> dict[str, Any]:

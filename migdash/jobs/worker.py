@@ -33,6 +33,7 @@ from migdash.engine.planning import PlannedStep
 from migdash.engine.scrub import scrub_text, url_secrets
 from migdash.jobs.context import JobServices
 from migdash.jobs.gate import approval_shortfall, gate_refusal
+from migdash.jobs.history import record_applied
 from migdash.jobs.locks import AdvisoryLock, LeaseHolder, acquire_lease, release_lease, renew_lease
 from migdash.jobs.reaper import reap_interrupted, reprobe
 from migdash.jobs.records import TARGET_ACTIONS, add_log, audit_job, describe, move_job
@@ -327,6 +328,8 @@ class Worker:
             )
             took = (now - job.started_at).total_seconds() if job.started_at else 0.0
             at = f"; target now at {', '.join(current) or '<base>'}" if current is not None else ""
+            if finished and result.ok and result.applied and target_id is not None:
+                record_applied(session, target_id, job_id, result.applied, now)
             if finished:
                 audit_job(
                     session,

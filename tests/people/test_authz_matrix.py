@@ -65,6 +65,7 @@ PATHS: dict[str, str] = {
     "/projects/<name>/graph.svg": "/projects/shop/graph.svg",
     "/projects/<name>/revisions/<revision>": "/projects/shop/revisions/b2",
     "/targets/<name>": "/targets/shop-dev",
+    "/history/targets/<name>": "/history/targets/shop-dev",
     "/targets/<name>/probe": "/targets/shop-dev/probe",
     "/targets/<name>/drift": "/targets/shop-dev/drift",
     "/admin/": "/admin/",

@@ -93,6 +93,7 @@ INPUTS: dict[str, tuple[str, ...]] = {
     "projects.graph_svg": (),
     "projects.revision": (),
     "targets.detail": (),
+    "history.target": (),
     "targets.probe": (),
     "targets.check_drift": (),
     "admin.index": (),

@@ -25,6 +25,7 @@ PAGES = [
     "/projects/linear/graph.svg",
     "/projects/linear/revisions/b2",
     "/targets/linear-dev",
+    "/history/targets/linear-dev",
     "/admin/",
     "/admin/projects/new",
     "/admin/projects/init",
