@@ -33,7 +33,7 @@ from migdash.store.models import Target
 from migdash.store.schema_models import DriftCheck
 
 DRIFT_TIMEOUT = 60.0
-"""Seconds a check may take (``env.py`` and a reflection); the web waits for it, as for a preview."""
+"""Seconds a check may take (env.py and a reflection); the web waits for it, as for a preview."""
 SUMMARY_ITEMS = 3
 
 
