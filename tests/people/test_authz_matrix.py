@@ -66,6 +66,9 @@ PATHS: dict[str, str] = {
     "/projects/<name>/revisions/<revision>": "/projects/shop/revisions/b2",
     "/targets/<name>": "/targets/shop-dev",
     "/history/targets/<name>": "/history/targets/shop-dev",
+    "/schemas/targets/<name>": "/schemas/targets/shop-dev",
+    "/schemas/targets/<name>/snapshot": "/schemas/targets/shop-dev/snapshot",
+    "/schemas/diff": "/schemas/diff?left=shop-dev&right=shop-done",
     "/targets/<name>/probe": "/targets/shop-dev/probe",
     "/targets/<name>/drift": "/targets/shop-dev/drift",
     "/admin/": "/admin/",
@@ -350,7 +353,9 @@ PINNED = {
     "api.cancel": Permission.REQUEST,
     "api.create_job": Permission.REQUEST,
 }
-VIEW_ONLY_POSTS = frozenset({"overview.probe_now", "targets.probe", "auth.logout"})
+VIEW_ONLY_POSTS = frozenset(
+    {"overview.probe_now", "targets.probe", "schemas.snapshot", "auth.logout"}
+)
 """POSTs any signed-in user may send: they change no registry, job or approval."""
 
 

@@ -94,6 +94,9 @@ INPUTS: dict[str, tuple[str, ...]] = {
     "projects.revision": (),
     "targets.detail": (),
     "history.target": (),
+    "schemas.target": (),
+    "schemas.snapshot": (),
+    "schemas.diff": ("left", "right"),
     "targets.probe": (),
     "targets.check_drift": (),
     "admin.index": (),
@@ -244,6 +247,8 @@ REAL: dict[str, list[str]] = {
     "confirmed": ["y"],
     "against": ["shop-dev"],
     "comment": ["looks good"],
+    "left": ["shop-dev", "prod-1", "nope"],
+    "right": ["shop-done", "shop-dev", "nope"],
     "script_location": [
         "{shop_location}",
         "/nonexistent",
