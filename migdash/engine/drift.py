@@ -134,7 +134,7 @@ def _findings(
     found: _Findings, revision_context: autogenerate.RevisionContext, heads: list[str]
 ) -> dict[str, Any]:
     context = found.context
-    assert context is not None  # noqa: S101 - checked by the caller
+    assert context is not None  # checked by the caller
     result: dict[str, Any] = {
         "has_metadata": found.has_metadata,
         "up_to_date": found.up_to_date,
