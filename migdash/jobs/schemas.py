@@ -170,3 +170,20 @@ def fleet_groups(
         FleetGroup(project, revisions, by_fingerprint)
         for (project, revisions), by_fingerprint in sorted(groups.items())
     ]
+
+
+def schema_mismatches(groups: Sequence[FleetGroup]) -> dict[str, str]:
+    """For each target whose group differs: another target at the same revisions, other schema.
+
+    What the overview links its "same revision, different schema" flag to.
+    """
+    found: dict[str, str] = {}
+    for group in groups:
+        if not group.differs:
+            continue
+        buckets = list(group.by_fingerprint.values())
+        for index, names in enumerate(buckets):
+            other = buckets[(index + 1) % len(buckets)][0]
+            for name in names:
+                found[name] = other
+    return found

@@ -86,7 +86,8 @@ def test_a_hand_change_is_named_exactly_and_flags_the_pair(
         ("added", "column", "orders", "shipped_at"),
         ("removed", "index", "orders", "ix_orders_total"),
     ]
-    page = login("viewer").get("/schemas/diff?left=pg1&right=pg2").get_data(as_text=True)
+    viewer = login("viewer")
+    page = viewer.get("/schemas/diff?left=pg1&right=pg2").get_data(as_text=True)
     assert 'data-same="no"' in page
     assert "shipped_at" in page
     assert "ix_orders_total" in page
@@ -99,6 +100,9 @@ def test_a_hand_change_is_named_exactly_and_flags_the_pair(
     assert group.revisions == ("b2",)
     assert group.differs
     assert sorted(sorted(names) for names in group.by_fingerprint.values()) == [["pg1"], ["pg2"]]
+    overview = viewer.get("/").get_data(as_text=True)
+    assert overview.count('data-flag="schema-differs"') == 2
+    assert "/schemas/diff?left=pg1&amp;right=pg2" in overview, "the diff is one click away"
 
 
 def test_an_unreachable_target_gives_exit_2_and_the_reason(
