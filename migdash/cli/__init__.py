@@ -8,7 +8,17 @@ submodules registers their commands on :data:`main`.
 
 from __future__ import annotations
 
-from migdash.cli import actions, people, reads, reference, registry, serve
+from migdash.cli import actions, drift, people, reads, reference, registry, schemas, serve
 from migdash.cli.base import main
 
-__all__ = ["actions", "main", "people", "reads", "reference", "registry", "serve"]
+__all__ = [
+    "actions",
+    "drift",
+    "main",
+    "people",
+    "reads",
+    "reference",
+    "registry",
+    "schemas",
+    "serve",
+]

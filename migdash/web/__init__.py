@@ -24,6 +24,7 @@ def register_web(app: Flask) -> None:
         jobs,
         overview,
         projects,
+        schemas,
         targets,
         users,
     )
@@ -40,6 +41,7 @@ def register_web(app: Flask) -> None:
         projects,
         targets,
         history,
+        schemas,
         admin,
         users,
         jobs,

@@ -66,7 +66,11 @@ PATHS: dict[str, str] = {
     "/projects/<name>/revisions/<revision>": "/projects/shop/revisions/b2",
     "/targets/<name>": "/targets/shop-dev",
     "/history/targets/<name>": "/history/targets/shop-dev",
+    "/schemas/targets/<name>": "/schemas/targets/shop-dev",
+    "/schemas/targets/<name>/snapshot": "/schemas/targets/shop-dev/snapshot",
+    "/schemas/diff": "/schemas/diff?left=shop-dev&right=shop-done",
     "/targets/<name>/probe": "/targets/shop-dev/probe",
+    "/targets/<name>/drift": "/targets/shop-dev/drift",
     "/admin/": "/admin/",
     "/admin/projects/new": "/admin/projects/new",
     "/admin/projects/init": "/admin/projects/init",
@@ -344,11 +348,14 @@ PINNED = {
     "api.approve": Permission.APPROVE,
     "api.reject": Permission.APPROVE,
     "actions.": Permission.REQUEST,
+    "targets.check_drift": Permission.REQUEST,  # runs the project's env.py against the target
     "jobs.cancel": Permission.REQUEST,
     "api.cancel": Permission.REQUEST,
     "api.create_job": Permission.REQUEST,
 }
-VIEW_ONLY_POSTS = frozenset({"overview.probe_now", "targets.probe", "auth.logout"})
+VIEW_ONLY_POSTS = frozenset(
+    {"overview.probe_now", "targets.probe", "schemas.snapshot", "auth.logout"}
+)
 """POSTs any signed-in user may send: they change no registry, job or approval."""
 
 

@@ -94,7 +94,11 @@ INPUTS: dict[str, tuple[str, ...]] = {
     "projects.revision": (),
     "targets.detail": (),
     "history.target": (),
+    "schemas.target": (),
+    "schemas.snapshot": (),
+    "schemas.diff": ("left", "right"),
     "targets.probe": (),
+    "targets.check_drift": (),
     "admin.index": (),
     "admin.project_form": (
         "name",
@@ -179,6 +183,7 @@ SLOW = frozenset(
         "api.create_job",
         "api.job_plan",
         "api.approve",
+        "targets.check_drift",
     }
 )
 """Endpoints that may start a child process (a plan, an autogenerate preview) per request."""
@@ -242,6 +247,8 @@ REAL: dict[str, list[str]] = {
     "confirmed": ["y"],
     "against": ["shop-dev"],
     "comment": ["looks good"],
+    "left": ["shop-dev", "prod-1", "nope"],
+    "right": ["shop-done", "shop-dev", "nope"],
     "script_location": [
         "{shop_location}",
         "/nonexistent",

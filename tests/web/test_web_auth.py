@@ -26,6 +26,8 @@ PAGES = [
     "/projects/linear/revisions/b2",
     "/targets/linear-dev",
     "/history/targets/linear-dev",
+    "/schemas/targets/linear-dev",
+    "/schemas/diff?left=linear-dev&right=linear-dev",
     "/admin/",
     "/admin/projects/new",
     "/admin/projects/init",

@@ -29,6 +29,8 @@ PAGES = [
     "/projects/shop/revisions/a1",
     "/targets/shop-dev",
     "/history/targets/shop-dev",
+    "/schemas/targets/shop-dev",
+    "/schemas/diff?left=shop-dev&right=shop-dev",
     "/admin/",
     "/admin/projects/new",
     "/admin/projects/init",
