@@ -20,13 +20,14 @@ from flask.cli import with_appcontext
 
 from migdash.cli.base import ACTOR_OPTION, emit, json_option, main, resolve_actor, store
 from migdash.errors import MigdashError
+from migdash.jobs.drift import DriftOutcome, drift_json
 from migdash.jobs.reference import check_history_drift, scratch_servers, target_reference
 from migdash.permissions import Permission, require
 from migdash.store import registry
 from migdash.store.models import utcnow
 
 EXIT_NO_DRIFT, EXIT_DRIFT, EXIT_TROUBLE = 0, 1, 2
-DRIFTED = ("drift", "stamped_not_applied")
+DRIFTED = (DriftOutcome.DRIFT, DriftOutcome.STAMPED_NOT_APPLIED)
 
 
 class HistoryTrouble(click.ClickException):
@@ -99,7 +100,7 @@ def drift_history(target: str, actor: str | None, as_json: bool) -> None:
 
 def exit_status(outcome: str) -> int:
     """0 for none, 1 for drift or stamped but not applied, 2 for anything else."""
-    if outcome == "none":
+    if outcome == DriftOutcome.NONE:
         return EXIT_NO_DRIFT
     return EXIT_DRIFT if outcome in DRIFTED else EXIT_TROUBLE
 
@@ -113,11 +114,4 @@ def _check(target: str, actor: str | None) -> dict[str, Any]:
             session, services.jobs, row, utcnow(), scratch=scratch_servers(services.settings)
         )
         session.commit()
-        return {
-            "target": row.name,
-            "kind": check.kind,
-            "outcome": check.outcome,
-            "summary": check.summary,
-            "checked_at": check.checked_at.isoformat() + "Z",
-            **check.detail,
-        }
+        return {"target": row.name, **drift_json(check)}

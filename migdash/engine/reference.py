@@ -202,12 +202,14 @@ def _admin_engine(server_url: str) -> sa.Engine:
     )
 
 
-def snapshot_database(url: str, ignore_tables: Iterable[str]) -> SchemaSnapshot:
+def snapshot_database(
+    url: str, ignore_tables: Iterable[str], schema: str | None = None
+) -> SchemaSnapshot:
     """Reflect the scratch database at *url* (no project code runs here: reflection only)."""
     db_engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
     try:
         with db_engine.connect() as connection:
-            return _snapshot_schema(connection, ignore_tables=tuple(ignore_tables))
+            return _snapshot_schema(connection, ignore_tables=tuple(ignore_tables), schema=schema)
     finally:
         db_engine.dispose()
 
@@ -224,6 +226,9 @@ class LiveSchema:
 def read_live_schema(url: str, table: VersionTable, ignore_tables: Iterable[str]) -> LiveSchema:
     """Read *url*'s version rows and reflect its schema, read-only, on bounded time-outs.
 
+    The schema read is the version table's (the database's default when it
+    has none), as ``migdash.jobs.schemas`` reads it for snapshots.
+
     :raises sqlalchemy.exc.SQLAlchemyError: the target cannot be read.
     """
     db_engine = create_probe_engine(url, SERVER_TIMEOUT)
@@ -234,7 +239,9 @@ def read_live_schema(url: str, table: VersionTable, ignore_tables: Iterable[str]
             if has_table:
                 sql = version_query(connection.dialect, table)
                 rows = tuple(sorted(connection.exec_driver_sql(sql).scalars()))
-            snapshot = _snapshot_schema(connection, ignore_tables=tuple(ignore_tables))
+            snapshot = _snapshot_schema(
+                connection, ignore_tables=tuple(ignore_tables), schema=table.schema
+            )
             return LiveSchema(rows, has_table, snapshot)
     finally:
         db_engine.dispose()
@@ -257,11 +264,13 @@ def reference_key(
     env_digest: str,
     dialect: str,
     major: int | None,
+    schema: str | None = None,
 ) -> str:
     """SHA-256 naming one reference: the files of *state*'s ancestor set, ``env.py``, where.
 
     Any edited revision file in the chain, or an edited ``env.py``, gives a
-    new key; so does another build dialect, server major or normaliser.
+    new key; so does another build dialect, server major, normaliser, or
+    database schema reflected (*schema*, None for the default).
     """
     material = {
         "files": [
@@ -272,6 +281,7 @@ def reference_key(
         "dialect": dialect,
         "server_major": major,
         "normaliser_version": NORMALISER_VERSION,
+        **({"schema": schema} if schema else {}),
     }
     return hashlib.sha256(canonical_json(material).encode()).hexdigest()
 

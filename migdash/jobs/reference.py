@@ -28,6 +28,7 @@ from migdash.engine.schema import diff_schemas
 from migdash.engine.scrub import scrub_text
 from migdash.errors import MigdashError, TargetUnreachable, UnknownRevision
 from migdash.jobs.context import JobServices
+from migdash.jobs.drift import DriftKind, DriftOutcome
 from migdash.jobs.reference_build import (
     Reference,
     ReferenceBuilder,
@@ -44,8 +45,6 @@ __all__ = ["check_history_drift", "scratch_servers", "target_reference"]
 
 ANCESTOR_WALK = 20
 """Earlier revisions tried (nearest first) before base, when a schema does not match its own."""
-HISTORY = "history"
-"""The ``drift_check.kind`` of these checks (``models`` is the other)."""
 
 
 def target_reference(
@@ -76,8 +75,7 @@ def target_reference(
 
 @dataclass(frozen=True)
 class _Outcome:
-    outcome: str
-    """``none``, ``drift``, ``stamped_not_applied``, ``error`` or ``not_applicable``."""
+    outcome: DriftOutcome
     summary: str
     detail: dict[str, Any]
 
@@ -99,9 +97,9 @@ def check_history_drift(
     judged = _judge(session, services, target, now, scratch)
     check = DriftCheck(
         target_id=target.id,
-        kind=HISTORY,
+        kind=DriftKind.HISTORY.value,
         checked_at=now,
-        outcome=judged.outcome,
+        outcome=judged.outcome.value,
         summary=judged.summary,
         detail=judged.detail,
     )
@@ -142,7 +140,7 @@ def _not_applicable(graph: RevisionGraph, live: LiveSchema) -> _Outcome | None:
     if not live.has_version_table:
         detail["reason"] = "no_version_table"
         return _Outcome(
-            "not_applicable",
+            DriftOutcome.NOT_APPLICABLE,
             "not checked: the database has no version table, so it claims no revision",
             detail,
         )
@@ -150,7 +148,7 @@ def _not_applicable(graph: RevisionGraph, live: LiveSchema) -> _Outcome | None:
     if unknown:
         detail["reason"] = "unknown_revision"
         return _Outcome(
-            "not_applicable",
+            DriftOutcome.NOT_APPLICABLE,
             f"not checked: the version table names {', '.join(unknown)}, which the project "
             "does not have",
             detail,
@@ -181,7 +179,9 @@ def _compare(
     if diff.same:
         count = len(diff.cosmetic)
         cosmetic = f"; {count} cosmetic difference{'s' if count != 1 else ''}" if count else ""
-        return _Outcome("none", f"no drift: the schema is what {at} gives{cosmetic}{note}", detail)
+        return _Outcome(
+            DriftOutcome.NONE, f"no drift: the schema is what {at} gives{cosmetic}{note}", detail
+        )
     try:
         earlier = _stamped_at(session, builder, live, now)
     except MigdashError as exc:
@@ -191,11 +191,13 @@ def _compare(
         detail["schema_of"] = list(earlier)
         what = f"what {_revisions_text(earlier)} gives" if earlier else "empty (base)"
         return _Outcome(
-            "stamped_not_applied",
+            DriftOutcome.STAMPED_NOT_APPLIED,
             f"stamped but not applied: the version table says {at}, but the schema is {what}{note}",
             detail,
         )
-    return _Outcome("drift", f"drift from what {at} gives: {diff.summary()}{note}", detail)
+    return _Outcome(
+        DriftOutcome.DRIFT, f"drift from what {at} gives: {diff.summary()}{note}", detail
+    )
 
 
 def _stamped_at(
@@ -222,7 +224,7 @@ def _revisions_text(revisions: Sequence[str]) -> str:
 def _error(message: str, secrets: list[str]) -> _Outcome:
     message = scrub_text(message, secrets)
     first = message.strip().splitlines()[0] if message.strip() else "unknown error"
-    return _Outcome("error", f"the check failed: {first}", {"error": message})
+    return _Outcome(DriftOutcome.ERROR, f"the check failed: {first}", {"error": message})
 
 
 def _first_line(exc: BaseException) -> str:

@@ -97,11 +97,15 @@ class ReferenceBuilder:
     env_digest: str
     ignore: tuple[str, ...]
     """Tables left out of every snapshot: the version table(s)."""
+    schema: str | None
+    """The database schema reflected (the version table's, as for the live target)."""
     secrets: tuple[str, ...]
     """The target's and the scratch servers' secrets, scrubbed from every message."""
 
     def key(self, state: State) -> str:
-        return reference_key(self.graph, state, self.env_digest, self.site.dialect, self.major)
+        return reference_key(
+            self.graph, state, self.env_digest, self.site.dialect, self.major, self.schema
+        )
 
 
 def scratch_servers(settings: Mapping[str, Any]) -> ScratchServers:
@@ -138,6 +142,7 @@ def reference_builder(
         major=server_major(site),
         env_digest=env_py_digest(project.script_location),
         ignore=tuple(dict.fromkeys(("alembic_version", version_table))),
+        schema=target.version_table_schema or project.version_table_schema,
         secrets=tuple(scratch_secrets(target.url, scratch)),
     )
 
@@ -218,7 +223,7 @@ def _upgrade(builder: ReferenceBuilder, url: str, revision: str) -> None:
 
 def _reflect(builder: ReferenceBuilder, url: str) -> SchemaSnapshot:
     try:
-        return snapshot_database(url, builder.ignore)
+        return snapshot_database(url, builder.ignore, builder.schema)
     except sa.exc.SQLAlchemyError as exc:
         error = scrub_text(str(getattr(exc, "orig", None) or exc), list(builder.secrets))
         raise ReferenceBuildFailed(f"the scratch database cannot be read: {error}") from None
