@@ -185,3 +185,15 @@ def test_the_configured_scratch_server_builds_postgresql_references(
     assert fallback["dialect"] == "sqlite"
     assert "set MIGDASH_SCRATCH_POSTGRES_URL" in fallback["note"]
     assert fallback["key"] != configured["key"]
+
+
+def test_removing_a_project_removes_its_references_and_checks(
+    app: Flask, cli: Callable[..., Result], add: Callable[..., str]
+) -> None:
+    add("shop-db")
+    cli("drift-history", "shop-db")
+    assert stored(app) == (["none"], 1)
+    cli("target", "remove", "shop-db", "--yes")
+    assert stored(app) == ([], 1), "the check went with its target; the reference stays"
+    cli("project", "remove", "shop", "--yes")
+    assert stored(app) == ([], 0)
