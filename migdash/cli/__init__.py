@@ -8,7 +8,7 @@ submodules registers their commands on :data:`main`.
 
 from __future__ import annotations
 
-from migdash.cli import actions, people, reads, registry, serve
+from migdash.cli import actions, compare, people, reads, registry, serve
 from migdash.cli.base import main
 
-__all__ = ["actions", "main", "people", "reads", "registry", "serve"]
+__all__ = ["actions", "compare", "main", "people", "reads", "registry", "serve"]
