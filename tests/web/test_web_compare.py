@@ -82,7 +82,7 @@ def operator(login: Callable[..., FlaskClient]) -> FlaskClient:
 
 def lacks(html: str, key: str) -> list[str]:
     """Revision ids listed under ``<div id="{key}-lacks">``, top to bottom."""
-    block = section(html, f'<div id="{key}-lacks"', "</ol>")
+    block = section(html, f'<div id="{key}-lacks"', "</div>")
     return re.findall(r'<li data-revision="([^"]+)"', block)
 
 
