@@ -1,66 +1,33 @@
-"""Environments side by side, and what separates two of them (compare page, ``migdash compare``).
+"""What separates two environments or two targets, and what promoting one to the other involves.
 
-The board is one column per environment holding the project's targets, in
-the environments' order: each target's current revisions, pending count,
-state and latest schema fingerprint.  A comparison takes two sides (two
-environments, or two targets) and lists the revisions each side lacks, both
-ways, in the order ``alembic upgrade`` would apply them
-(:func:`migdash.engine.compare.compare_sides`), with which databases of the
-lacking side lack each one.
+A comparison takes two sides (two environments, or two targets) and lists
+the revisions each side lacks, both ways, in the order ``alembic upgrade``
+would apply them (:func:`migdash.engine.compare.compare_sides`), with which
+databases of the lacking side lack each one.  Between two environments the
+compare page also offers the promotions that would bring something, with
+the promotion-order check (:func:`check_order`).
 
 Reads only: statuses come from the snapshots, refreshed first when older
-than *max_age*, like the overview's matrix.  Nothing here commits.
+than *max_age*.  Nothing here commits.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from migdash.engine.compare import compare_sides, held_by_any, held_by_every, tips
 from migdash.engine.graph import RevisionGraph
 from migdash.errors import InvalidInput, NotFound
+from migdash.jobs.board import Board, build_board, project_environments, statuses
 from migdash.jobs.context import JobServices
-from migdash.status import TargetReport, placeable, project_graph, refresh_status
+from migdash.status import TargetReport, placeable, project_graph
 from migdash.store.models import Environment, Project, Target
 from migdash.store.queries import find_targets
-from migdash.store.schema_models import SchemaSnapshot
-
-
-@dataclass(frozen=True)
-class BoardEntry:
-    """One target in its environment's column."""
-
-    report: TargetReport
-    fingerprint: str | None = None
-    """The latest schema snapshot's fingerprint; None when no snapshot was taken yet."""
-    fingerprint_at: datetime | None = None
-
-
-@dataclass(frozen=True)
-class EnvironmentColumn:
-    name: str
-    position: int
-    protected: bool
-    promotion_rule: str
-    entries: tuple[BoardEntry, ...]
-
-
-@dataclass(frozen=True)
-class Board:
-    """The project's environments as columns, in their order."""
-
-    project: str
-    columns: tuple[EnvironmentColumn, ...]
-    messages: Mapping[str, str]
-    """Revision id -> message, for every revision a target sits at."""
-    problem: str | None
-    """Why the project's revisions cannot be read (the board still shows the targets)."""
 
 
 @dataclass(frozen=True)
@@ -135,75 +102,6 @@ class Comparison:
             "problem": self.problem,
             "notes": list(self.notes),
         }
-
-
-def project_environments(session: Session, project: Project) -> list[Environment]:
-    """Environments holding targets of *project*, in order (position, then age)."""
-    return list(
-        session.scalars(
-            sa.select(Environment)
-            .where(
-                Environment.id.in_(
-                    sa.select(Target.environment_id).filter_by(project_id=project.id)
-                )
-            )
-            .order_by(Environment.position, Environment.id)
-        ).all()
-    )
-
-
-def latest_fingerprints(session: Session, target_ids: Sequence[int]) -> dict[int, SchemaSnapshot]:
-    """The newest schema snapshot of each target (targets never snapshotted are absent)."""
-    if not target_ids:
-        return {}
-    newest = (
-        sa.select(SchemaSnapshot.target_id, sa.func.max(SchemaSnapshot.id).label("id"))
-        .where(SchemaSnapshot.target_id.in_(target_ids))
-        .group_by(SchemaSnapshot.target_id)
-        .subquery()
-    )
-    rows = session.scalars(
-        sa.select(SchemaSnapshot).join(newest, SchemaSnapshot.id == newest.c.id)
-    ).all()
-    return {row.target_id: row for row in rows}
-
-
-def statuses(
-    session: Session, services: JobServices, targets: Sequence[Target], max_age: timedelta | None
-) -> list[TargetReport]:
-    """Reports from snapshots no older than *max_age* (older ones are probed first)."""
-    return refresh_status(session, services.catalog, services.probes, targets, max_age=max_age)
-
-
-def build_board(
-    session: Session, services: JobServices, project: Project, *, max_age: timedelta | None
-) -> Board:
-    """The compare page's columns: each environment's targets with state and fingerprint."""
-    targets = find_targets(session, project=project.name)
-    reports = {r.target_id: r for r in statuses(session, services, targets, max_age)}
-    prints = latest_fingerprints(session, [t.id for t in targets])
-    graph, problem = project_graph(services.catalog, project)
-    columns = []
-    for env in project_environments(session, project):
-        entries = tuple(
-            BoardEntry(
-                reports[t.id],
-                prints[t.id].fingerprint if t.id in prints else None,
-                prints[t.id].taken_at if t.id in prints else None,
-            )
-            for t in targets
-            if t.environment_id == env.id
-        )
-        columns.append(
-            EnvironmentColumn(env.name, env.position, env.protected, env.promotion_rule, entries)
-        )
-    messages = {
-        rev: graph.nodes[rev].message
-        for r in reports.values()
-        for rev in r.status.current
-        if graph is not None and rev in graph.nodes
-    }
-    return Board(project.name, tuple(columns), messages, problem)
 
 
 def make_side(graph: RevisionGraph, kind: str, name: str, reports: Sequence[TargetReport]) -> Side:
@@ -367,4 +265,85 @@ def check_order(
         previous.name,
         tuple(rev for rev in promoted if rev not in held),
         unknown,
+    )
+
+
+@dataclass(frozen=True)
+class PromotionOffer:
+    """Bringing every target of *destination* to *source*'s revisions, as the page offers it."""
+
+    source: str
+    destination: str
+    protected: bool
+    revisions: tuple[LackedRevision, ...]
+    order: OrderCheck
+    blocked: str | None = None
+    """Why the source has no one set of revisions to promote (its targets disagree, or are
+    unknown)."""
+
+
+@dataclass(frozen=True)
+class ComparePage:
+    board: Board
+    comparison: Comparison | None = None
+    offers: tuple[PromotionOffer, ...] = ()
+
+
+def compare_page(
+    session: Session,
+    services: JobServices,
+    project: Project,
+    *,
+    environments: tuple[Environment, Environment] | None = None,
+    targets: tuple[Target, Target] | None = None,
+    max_age: timedelta | None,
+) -> ComparePage:
+    """The board, and the comparison of two environments or two targets if chosen.
+
+    Two environments also get their promotions, each way that brings something.
+    """
+    board = build_board(session, services, project, max_age=max_age)
+    if targets is not None:
+        comparison = compare_targets(session, services, project, *targets, max_age=max_age)
+        return ComparePage(board, comparison)
+    if environments is None:
+        return ComparePage(board)
+    comparison = compare_environments(session, services, project, *environments, max_age=max_age)
+    graph, _ = project_graph(services.catalog, project)
+    if graph is None or comparison.problem:
+        return ComparePage(board, comparison)
+    env_a, env_b = environments
+    offers = [
+        _offer(session, services, graph, project, source, destination, lacks, max_age)
+        for source, destination, lacks in (
+            (comparison.a, env_b, comparison.b_lacks),
+            (comparison.b, env_a, comparison.a_lacks),
+        )
+        if lacks and env_a.id != env_b.id
+    ]
+    return ComparePage(board, comparison, tuple(offers))
+
+
+def _offer(
+    session: Session,
+    services: JobServices,
+    graph: RevisionGraph,
+    project: Project,
+    source: Side,
+    destination: Environment,
+    lacks: tuple[LackedRevision, ...],
+    max_age: timedelta | None,
+) -> PromotionOffer:
+    promoted = [r.revision for r in lacks]
+    order = check_order(session, services, graph, project, destination, promoted, max_age=max_age)
+    blocked = None
+    if not source.agree:
+        blocked = f"the targets of {source.name} do not all hold the same revisions: " + "; ".join(
+            f"{r.target} at {', '.join(r.status.current) or '<base>'}"
+            if r in source.placed
+            else f"{r.target} unknown ({r.status.state.value})"
+            for r in source.reports
+        )
+    return PromotionOffer(
+        source.name, destination.name, destination.protected, lacks, order, blocked
     )

@@ -25,7 +25,7 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy.orm import Session
 
@@ -39,113 +39,17 @@ from migdash.errors import (
     NotFound,
     PromotionOutOfOrder,
 )
-from migdash.jobs.compare import (
-    Board,
-    Comparison,
-    LackedRevision,
-    OrderCheck,
-    Side,
-    build_board,
-    check_order,
-    compare_environments,
-    compare_targets,
-    make_side,
-    statuses,
-)
+from migdash.jobs.board import statuses
+from migdash.jobs.compare import OrderCheck, check_order, make_side
 from migdash.jobs.context import JobServices
 from migdash.jobs.plans import ActionPlan, make_plan
 from migdash.jobs.records import add_log, pending_job
 from migdash.jobs.requests import request_target_action
 from migdash.permissions import Permission, require
-from migdash.status import TargetReport, placeable, project_graph
+from migdash.status import TargetReport, placeable
 from migdash.store import audit
 from migdash.store.models import Environment, Job, Project, Role, Target
 from migdash.store.queries import find_targets
-
-
-# --- the compare page ------------------------------------------------------------------------
-@dataclass(frozen=True)
-class PromotionOffer:
-    """Bringing every target of *destination* to *source*'s revisions, as the page offers it."""
-
-    source: str
-    destination: str
-    protected: bool
-    revisions: tuple[LackedRevision, ...]
-    order: OrderCheck
-    blocked: str | None = None
-    """Why the source has no one set of revisions to promote (its targets disagree, or are
-    unknown)."""
-
-
-@dataclass(frozen=True)
-class ComparePage:
-    board: Board
-    comparison: Comparison | None = None
-    offers: tuple[PromotionOffer, ...] = ()
-
-
-def compare_page(
-    session: Session,
-    services: JobServices,
-    project: Project,
-    *,
-    environments: tuple[Environment, Environment] | None = None,
-    targets: tuple[Target, Target] | None = None,
-    max_age: timedelta | None,
-) -> ComparePage:
-    """The board, and the comparison of two environments or two targets if chosen.
-
-    Two environments also get their promotions, each way that brings something.
-    """
-    board = build_board(session, services, project, max_age=max_age)
-    if targets is not None:
-        comparison = compare_targets(session, services, project, *targets, max_age=max_age)
-        return ComparePage(board, comparison)
-    if environments is None:
-        return ComparePage(board)
-    comparison = compare_environments(session, services, project, *environments, max_age=max_age)
-    graph, _ = project_graph(services.catalog, project)
-    if graph is None or comparison.problem:
-        return ComparePage(board, comparison)
-    env_a, env_b = environments
-    offers = [
-        _offer(session, services, graph, project, source, destination, lacks, max_age)
-        for source, destination, lacks in (
-            (comparison.a, env_b, comparison.b_lacks),
-            (comparison.b, env_a, comparison.a_lacks),
-        )
-        if lacks and env_a.id != env_b.id
-    ]
-    return ComparePage(board, comparison, tuple(offers))
-
-
-def _offer(
-    session: Session,
-    services: JobServices,
-    graph: RevisionGraph,
-    project: Project,
-    source: Side,
-    destination: Environment,
-    lacks: tuple[LackedRevision, ...],
-    max_age: timedelta | None,
-) -> PromotionOffer:
-    promoted = [r.revision for r in lacks]
-    order = check_order(session, services, graph, project, destination, promoted, max_age=max_age)
-    blocked = None
-    if not source.agree:
-        blocked = f"the targets of {source.name} do not all hold the same revisions: " + "; ".join(
-            f"{r.target} at {', '.join(r.status.current) or '<base>'}"
-            if r in source.placed
-            else f"{r.target} unknown ({r.status.state.value})"
-            for r in source.reports
-        )
-    return PromotionOffer(
-        source.name, destination.name, destination.protected, lacks, order, blocked
-    )
-
-
-# --- planning and requesting -----------------------------------------------------------------
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,8 @@ from flask_login import current_user
 from werkzeug.wrappers import Response
 
 from migdash.errors import InvalidInput
-from migdash.jobs.promote import compare_page, plan_promotion, request_promotion
+from migdash.jobs.compare import compare_page
+from migdash.jobs.promote import plan_promotion, request_promotion
 from migdash.permissions import Permission
 from migdash.services import services_of
 from migdash.store import registry
