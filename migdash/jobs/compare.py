@@ -42,6 +42,8 @@ class Side:
     """The reports whose revisions the graph can place (the others are unknown)."""
     revisions: tuple[str, ...]
     """What its databases hold, as the fewest revisions: their common destination."""
+    split: bool = False
+    """The placed databases do not all hold the same revisions."""
 
     @property
     def unknown(self) -> tuple[TargetReport, ...]:
@@ -50,7 +52,7 @@ class Side:
     @property
     def agree(self) -> bool:
         """Every database of the side holds the same revisions (and none is unknown)."""
-        return not self.unknown and len({r.status.current for r in self.placed}) <= 1
+        return not self.unknown and not self.split
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -105,9 +107,11 @@ class Comparison:
 
 
 def make_side(graph: RevisionGraph, kind: str, name: str, reports: Sequence[TargetReport]) -> Side:
+    """A side of *reports*: which ones *graph* can place, and what they hold together."""
     placed = tuple(r for r in reports if placeable(graph, r))
     held = held_by_any(graph, [r.status.current for r in placed])
-    return Side(kind, name, tuple(reports), placed, tips(graph, held))
+    split = len({graph.ancestor_mask(r.status.current) for r in placed}) > 1
+    return Side(kind, name, tuple(reports), placed, tips(graph, held), split)
 
 
 def compare_reports(

@@ -247,15 +247,49 @@ def request_promotion(
             f"{destination.name} refuses promotions out of order: {promotion.order.previous} "
             f"does not hold {', '.join(promotion.order.out_of_order)} yet"
         )
+    jobs, planned, problems = _request_each(
+        session, services, promotion, actor=actor, role=role, now=now
+    )
+    if problems:
+        raise Conflict(
+            f"nothing was requested; {len(problems)} of {len(promotion.targets)} target(s) of "
+            f"{destination.name} cannot be promoted: " + "; ".join(problems),
+            hint="Fix those targets (or upgrade the others one by one), then try again.",
+        )
+    if seen and seen != promotion_fingerprint(planned):
+        raise Conflict(
+            "the promotion changed since you read it (a target moved or a file changed); "
+            "nothing was requested",
+            hint="Read the new plans and confirm again.",
+        )
+    _record(session, promotion, jobs, actor, now)
+    return jobs
+
+
+def _request_each(
+    session: Session,
+    services: JobServices,
+    promotion: Promotion,
+    *,
+    actor: str,
+    role: Role | str,
+    now: datetime,
+) -> tuple[list[Job], dict[str, tuple[str | None, str | None]], list[str]]:
+    """Request every needed job (none if a target already has a problem).
+
+    Returns the jobs, each target's (destination, plan fingerprint) as
+    requested, and the problems; the caller refuses the whole promotion if
+    there is any.
+    """
     problems = promotion.problems
     jobs: list[Job] = []
     planned: dict[str, tuple[str | None, str | None]] = {
         t.target: (None, None) for t in promotion.targets
     }
     for entry in promotion.needed if not problems else ():
-        assert entry.destination is not None
         target = session.get(Target, entry.target_id)
-        assert target is not None
+        assert target is not None  # loaded by plan_promotion in this session
+        assert entry.destination is not None
         try:
             job = request_target_action(
                 session,
@@ -273,20 +307,7 @@ def request_promotion(
         planned[entry.target] = (entry.destination, job.plan_hash if job else None)
         if job is not None:
             jobs.append(job)
-    if problems:
-        raise Conflict(
-            f"nothing was requested; {len(problems)} of {len(promotion.targets)} target(s) of "
-            f"{destination.name} cannot be promoted: " + "; ".join(problems),
-            hint="Fix those targets (or upgrade the others one by one), then try again.",
-        )
-    if seen and seen != promotion_fingerprint(planned):
-        raise Conflict(
-            "the promotion changed since you read it (a target moved or a file changed); "
-            "nothing was requested",
-            hint="Read the new plans and confirm again.",
-        )
-    _record(session, promotion, jobs, actor, now)
-    return jobs
+    return jobs, planned, problems
 
 
 def _record(

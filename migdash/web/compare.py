@@ -29,6 +29,10 @@ def index() -> str:
     return render_template("compare/index.html", projects=all_projects(db()))
 
 
+PAIRS = {"a": "environment a", "b": "environment b", "target_a": "target a", "target_b": "target b"}
+"""The compare form's fields, as its messages name them."""
+
+
 def _pair(first: str, second: str) -> tuple[str, str] | None:
     """Two names from the query, both or neither (400 naming the one missing)."""
     values = (request.args.get(first, "").strip(), request.args.get(second, "").strip())
@@ -36,7 +40,7 @@ def _pair(first: str, second: str) -> tuple[str, str] | None:
         return None
     for name, value in zip((first, second), values, strict=True):
         if not value:
-            raise InvalidInput(f"choose {name.replace('_', ' ')} too", field=name)
+            raise InvalidInput(f"choose {PAIRS[name]} too: two sides are compared", field=name)
     return values
 
 

@@ -263,8 +263,8 @@ def test_htmx_gets_the_comparison_fragment_only(
 @pytest.mark.parametrize(
     ("query", "status", "named"),
     [
-        ("a=staging", 400, "b"),
-        ("target_b=prod-1", 400, "target a"),
+        ("a=staging", 400, "choose environment b too"),
+        ("target_b=prod-1", 400, "choose target a too"),
         ("a=staging&b=nope", 404, "nope"),
         ("target_a=prod-1&target_b=nope", 404, "nope"),
     ],
