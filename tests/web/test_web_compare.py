@@ -21,12 +21,14 @@ from alembic import command
 from flask import Flask
 from flask.testing import FlaskClient
 
+from migdash import create_app
 from migdash.jobs.requests import request_target_action
 from migdash.scaffold import RevisionSpec
 from migdash.services import services_of
 from migdash.store import registry
 from migdash.store.models import AuditEvent, Job, JobLogLine, JobState, Role, utcnow
 from migdash.store.schema_models import SchemaSnapshot
+from migdash.store.users import create_user
 from tests.web.pagetext import HOSTILE, INLINE_SCRIPT, section
 
 BRANCHED = [
@@ -533,3 +535,51 @@ def test_the_environment_form_sets_the_promotion_rule(
     assert "Not a valid choice" in section(bad.get_data(as_text=True), 'name="promotion_rule"')
     with pytest.raises(Exception, match="no environment named 'qa'"):
         registry.get_environment(db_session, "qa")
+
+
+def test_the_promote_post_needs_the_csrf_token_of_its_confirm_page(
+    tmp_path: Path, make_project: Callable[..., Any], make_target: Callable[..., str]
+) -> None:
+    """With CSRF on, as in production: no token, no job; the confirm page's token works."""
+    (tmp_path / "csrf-instance").mkdir()
+    app = create_app(
+        {
+            "TESTING": True,
+            "MIGDASH_INSTANCE": str(tmp_path / "csrf-instance"),
+            "MIGDASH_SECRET_KEY": "csrf-secret-key",
+            "MIGDASH_PROBE_TIMEOUT": 3.0,
+        }
+    )
+    services = services_of(app)
+    services.upgrade_schema()
+    project = make_project(BRANCHED, name="shop")
+    try:
+        with services.sessions() as session:
+            registry.add_project(session, "shop", str(project.location))
+            for env, at in (("staging", "c4"), ("prod", "d4")):
+                registry.add_environment(session, env, protected=env == "prod")
+                url = make_target(project, at=at, name=env)
+                registry.add_target(session, f"{env}-1", project="shop", environment=env, url=url)
+            create_user(session, "olga", "olga-password", Role.OPERATOR)
+            session.commit()
+        client = app.test_client()
+        login_page = client.get("/login").get_data(as_text=True)
+        (token,) = re.findall(r'name="csrf_token" (?:type="hidden" )?value="([^"]+)"', login_page)
+        client.post(
+            "/login", data={"username": "olga", "password": "olga-password", "csrf_token": token}
+        )
+        page = client.get("/compare/shop/promote?from=staging&to=prod").get_data(as_text=True)
+        form = confirm_form(page)
+
+        refused = client.post(
+            "/compare/shop/promote", data={k: v for k, v in form.items() if k != "csrf_token"}
+        )
+        assert refused.status_code == 400
+        assert jobs_and_audit(app)[0] == []
+
+        accepted = client.post("/compare/shop/promote", data=form)
+        assert accepted.status_code == 302, accepted.get_data(as_text=True)[:500]
+        assert [j.target_name for j in jobs_and_audit(app)[0]] == ["prod-1"]
+    finally:
+        services.probes.close()
+        services.db_engine.dispose()
