@@ -34,6 +34,7 @@ from flask import Flask
 from migdash.errors import Conflict, Forbidden, PromotionOutOfOrder
 from migdash.jobs.compare import compare_environments
 from migdash.jobs.promote import plan_promotion, request_promotion
+from migdash.jobs.requests import request_target_action
 from migdash.scaffold import RevisionSpec, migrate_database, write_project
 from migdash.services import services_of
 from migdash.store import registry
@@ -81,7 +82,10 @@ class Fleet:
 
 @pytest.fixture
 def fleet(app: Flask, tmp_path: Path) -> Callable[..., Fleet]:
-    """A project with staging-1 at *staging* and two prod targets at *prod* (SQLite, real DDL)."""
+    """A project with staging-1 at *staging* and two prod targets at *prod* (SQLite, real DDL).
+
+    Registered in the test app's metadata DB, or in *on*'s.
+    """
 
     def build(
         specs: list[RevisionSpec],
@@ -90,12 +94,13 @@ def fleet(app: Flask, tmp_path: Path) -> Callable[..., Fleet]:
         *,
         protected: bool = False,
         extra: dict[str, tuple[str, tuple[str, ...]]] | None = None,
+        on: Flask | None = None,
     ) -> Fleet:
         location = write_project(tmp_path / "shop", specs)
         places = {"staging-1": ("staging", staging), **{n: ("prod", prod) for n in PROD}}
         places.update(extra or {})
         urls = {}
-        with services_of(app).sessions() as session:
+        with services_of(on or app).sessions() as session:
             registry.add_project(session, "shop", str(location))
             registry.add_environment(session, "staging")
             registry.add_environment(session, "prod", protected=protected)
@@ -280,6 +285,38 @@ def test_one_unreachable_target_means_no_job_for_any(
     assert "nothing was requested" in refused.value.message
     assert "prod-zz" in refused.value.message
     assert "secret" not in refused.value.message
+    assert recorded(app) == before
+
+
+@pytest.mark.server
+def test_a_target_refused_half_way_leaves_nothing_on_a_postgresql_metadata_db(
+    make_app: Callable[..., Flask], postgres_url: str, fleet: Callable[..., Fleet]
+) -> None:
+    """prod-eu's job is flushed first; prod-us holds a pending job: PostgreSQL keeps nothing."""
+    app = make_app(MIGDASH_DATABASE_URL=postgres_url)
+    services = services_of(app)
+    services.upgrade_schema()
+    fleet(BRANCHED, ("c4",), ("d4",), on=app)
+    with services.sessions() as session:
+        held = request_target_action(
+            session,
+            services.jobs,
+            registry.get_target(session, "prod-us"),
+            "upgrade",
+            "heads",
+            actor="someone",
+            role=Role.OPERATOR,
+            now=utcnow(),
+        )
+        session.commit()
+        assert held is not None
+        held_id = held.id
+    before = recorded(app)
+
+    with pytest.raises(Conflict) as refused:
+        promote(app, "staging", "prod")
+
+    assert f"prod-us: job {held_id} is already pending" in refused.value.message
     assert recorded(app) == before
 
 
