@@ -583,3 +583,17 @@ def test_the_promote_post_needs_the_csrf_token_of_its_confirm_page(
     finally:
         services.probes.close()
         services.db_engine.dispose()
+
+
+def test_going_back_to_a_pushed_comparison_gets_the_whole_page(
+    world: Callable[..., World], operator: FlaskClient
+) -> None:
+    """htmx pushes each comparison's URL; restoring one it has not cached asks for the page."""
+    world()
+    restored = operator.get(
+        "/compare/shop?a=staging&b=prod",
+        headers={"HX-Request": "true", "HX-History-Restore-Request": "true"},
+    ).get_data(as_text=True)
+    assert "<html" in restored
+    assert 'id="board"' in restored
+    assert lacks(restored, "b") == ["c3", "c4"]
