@@ -144,6 +144,7 @@ def plan_promotion(
 ) -> Promotion:
     """Probe both environments and work out each receiving target's upgrade (and plan).
 
+    :raises InvalidInput: *source* and *destination* are the same environment.
     :raises NotFound: either environment holds no target of *project*.
     :raises Conflict: the source has no one set of revisions (see :func:`source_revisions`).
     """
@@ -195,7 +196,7 @@ def _plan_target(
     )
     if not placeable(graph, report):
         reason = report.status.error or report.status.state.value.replace("_", " ")
-        return replace(entry, problem=f"its revisions are not known: {reason}")
+        return replace(entry, problem=f"where it stands is not known here: {reason}")
     current = report.status.current
     entry = replace(
         entry,
