@@ -53,6 +53,29 @@ def _text(_name: str, raw: str) -> str:
     return raw
 
 
+def _server_url(backends: tuple[str, ...], example: str) -> Callable[[str, str], str | None]:
+    """A parser for a database server URL of one of *backends*; empty means "not configured"."""
+
+    def parse(name: str, raw: str) -> str | None:
+        if not raw.strip():
+            return None
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            backend = make_url(raw.strip()).get_backend_name()
+        except (ArgumentError, ValueError):
+            raise ConfigError(f"{name} is not a database URL", hint=f"e.g. {example}") from None
+        if backend not in backends:
+            raise ConfigError(
+                f"{name} names a {backend} server, not {' or '.join(backends)}",
+                hint=f"e.g. {example}",
+            )
+        return raw.strip()
+
+    return parse
+
+
 def _folders(name: str, raw: str | Iterable[str]) -> tuple[str, ...]:
     """Colon-separated absolute folders that exist, resolved; empty means "no limit"."""
     if isinstance(raw, str):
@@ -91,6 +114,12 @@ ENVIRONMENT: dict[str, Callable[[str, str], Any]] = {
     "MIGDASH_ENCRYPTION_KEY": _text,
     "MIGDASH_LOGIN_RATE_LIMIT": _text,
     "MIGDASH_RATELIMIT_STORAGE_URL": _text,
+    "MIGDASH_SCRATCH_POSTGRES_URL": _server_url(
+        ("postgresql",), "postgresql+psycopg://scratch:secret@scratch-db/postgres"
+    ),
+    "MIGDASH_SCRATCH_MYSQL_URL": _server_url(
+        ("mysql", "mariadb"), "mysql+pymysql://scratch:secret@scratch-db/mysql"
+    ),
 }
 """Every environment variable migdash reads, with its parser (README lists them all)."""
 
@@ -110,6 +139,8 @@ DEFAULTS: dict[str, Any] = {
     "MIGDASH_ENCRYPTION_KEY": None,
     "MIGDASH_LOGIN_RATE_LIMIT": "10 per minute",
     "MIGDASH_RATELIMIT_STORAGE_URL": "memory://",
+    "MIGDASH_SCRATCH_POSTGRES_URL": None,
+    "MIGDASH_SCRATCH_MYSQL_URL": None,
     "TESTING": False,
 }
 

@@ -8,7 +8,7 @@ This is the one place where the engine (graphs, probes) meets the store
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,6 +23,7 @@ from migdash.engine.state import TargetState, TargetStatus, assess_target
 from migdash.errors import BrokenProject
 from migdash.store.models import Project, Snapshot, Target, utcnow
 from migdash.store.queries import latest_snapshots
+from migdash.store.schema_models import DriftCheck
 
 POSITION_UNKNOWN = frozenset({TargetState.UNREACHABLE, TargetState.NOT_PROBED})
 """States in which nobody knows which revisions the database holds (it has not answered)."""
@@ -211,6 +212,8 @@ class OverviewCell:
     """The targets of one project in one environment."""
 
     reports: tuple[TargetReport, ...]
+    drift: Mapping[str, DriftCheck] = field(default_factory=dict)
+    """Target name -> its latest check against the models, for targets that drifted."""
 
 
 @dataclass(frozen=True)
@@ -228,8 +231,14 @@ def build_overview(
     environment_ids: Sequence[int],
     reports: Sequence[TargetReport],
     targets: Sequence[Target],
+    drift: Mapping[int, DriftCheck] | None = None,
 ) -> list[OverviewRow]:
-    """Arrange reports into the projects x environments matrix the overview draws."""
+    """Arrange reports into the projects x environments matrix the overview draws.
+
+    *drift* maps target ids to their latest check against the models (read
+    in one query by the caller); a cell badges the targets whose check found drift.
+    """
+    drifted = {i: c for i, c in (drift or {}).items() if c.outcome == "drift"}
     placement = {t.id: (t.project_id, t.environment_id) for t in targets}
     grouped: dict[tuple[int, int], list[TargetReport]] = {}
     for report in reports:
@@ -245,7 +254,16 @@ def build_overview(
                 for rev in report.status.current:
                     if graph is not None and rev in graph.nodes:
                         messages[rev] = graph.nodes[rev].message
-            cells.append(OverviewCell(cell_reports))
+            cells.append(
+                OverviewCell(
+                    cell_reports,
+                    {
+                        r.target: drifted[r.target_id]
+                        for r in cell_reports
+                        if r.target_id in drifted
+                    },
+                )
+            )
         rows.append(OverviewRow(project, tuple(cells), messages, problem))
     return rows
 

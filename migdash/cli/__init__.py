@@ -8,7 +8,28 @@ submodules registers their commands on :data:`main`.
 
 from __future__ import annotations
 
-from migdash.cli import actions, compare, people, reads, registry, serve
+from migdash.cli import (
+    actions,
+    compare,
+    drift,
+    people,
+    reads,
+    reference,
+    registry,
+    schemas,
+    serve,
+)
 from migdash.cli.base import main
 
-__all__ = ["actions", "compare", "main", "people", "reads", "registry", "serve"]
+__all__ = [
+    "actions",
+    "compare",
+    "drift",
+    "main",
+    "people",
+    "reads",
+    "reference",
+    "registry",
+    "schemas",
+    "serve",
+]

@@ -166,3 +166,26 @@ def graph_command(project: str, fmt: str, show_all: bool) -> None:
             return
         dot = build_dot(graph, collapse=not show_all)
         click.echo(dot.source if fmt == "dot" else render_svg(dot))
+
+
+@main.command("timeline")
+@click.argument("target")
+@json_option
+@with_appcontext
+def timeline_command(target: str, as_json: bool) -> None:
+    """A target's revision files against what was applied, and its timeline of changes."""
+    from migdash.jobs.history import target_history
+    from migdash.status import cached_status, project_graph
+
+    with store() as (session, services):
+        row = registry.get_target(session, target)
+        (report,) = cached_status(session, [row])
+        graph, _ = project_graph(services.catalog, row.project)
+        current = report.status.current if report.revisions_known else None
+        history = target_history(session, graph, row, current)
+        lines = [f"{r.revision}  {r.status}" for r in history.records]
+        lines += [
+            f"{e.at:%Y-%m-%d %H:%M:%S}  {e.what}: {e.before} -> {e.after}  ({e.attribution})"
+            for e in history.entries
+        ]
+        emit(history.to_json(), as_json, "\n".join(lines) or "nothing observed yet")

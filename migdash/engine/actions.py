@@ -29,6 +29,7 @@ from alembic import autogenerate, command
 from alembic.config import Config
 from sqlalchemy.engine import URL, make_url
 
+from migdash.engine.drift import compare_models
 from migdash.engine.migrate import preview_plan, run_planned
 from migdash.engine.planning import PlanChanged, PlannedStep
 from migdash.engine.project import alembic_config
@@ -61,7 +62,8 @@ class ActionSpec:
     """Everything the child process needs, as plain JSON-able data."""
 
     kind: str
-    """upgrade, downgrade, stamp, merge, revision, or plan (steps and offline SQL)."""
+    """upgrade, downgrade, stamp, merge, revision, plan (steps and offline SQL), or drift
+    (the models against the target, as ``alembic check``: :mod:`migdash.engine.drift`)."""
     script_location: str
     url: str | None = None
     url_mode: str = "config"
@@ -121,6 +123,10 @@ class ActionResult:
     """plan: steps, env.py digest, offline SQL (or why there is none)."""
     refused: bool = False
     """The run was refused before its first step (the plan changed, or Alembic refused it)."""
+    applied: list[dict[str, str]] | None = None
+    """upgrade: each revision applied, with its file's text as it ran."""
+    drift: dict[str, Any] | None = None
+    """drift: what :func:`migdash.engine.drift.compare_models` found."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -223,18 +229,21 @@ def _dispatch(spec: ActionSpec, clock: StepClock) -> dict[str, Any]:
             config, spec.direction, spec.revision or "heads", spec.current, purge=spec.purge
         )
         return {"plan": plan}
+    if spec.kind == "drift":
+        with _target_connection(spec) as connection, database_guard(spec.url):
+            return {"drift": compare_models(_config(spec, stdout, connection))}
     if spec.kind not in MUTATING:
         raise MigdashError(f"unknown action {spec.kind!r}")
     with _target_connection(spec) as connection, database_guard(spec.url):
         config = _config(spec, stdout, connection)
-        run_planned(
+        applied = run_planned(
             config,
             spec.kind,
             spec.revision or ("-1" if spec.kind == "downgrade" else "heads"),
             spec.expected_steps,
             purge=spec.purge,
         )
-    return {}
+    return {"applied": applied}
 
 
 def _revision(spec: ActionSpec, stdout: _LineStream) -> dict[str, Any]:

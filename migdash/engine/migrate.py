@@ -36,18 +36,23 @@ def run_planned(
     expected: Sequence[PlannedStep] | None,
     *,
     purge: bool = False,
-) -> None:
+) -> list[dict[str, str]]:
     """Run *kind* to *destination*; with *expected*, refuse unless Alembic's steps equal it.
+
+    Returns, for each revision an upgrade applied, its id, path and the file's
+    text as it was run (what "edited after apply" compares against later).
 
     :raises PlanChanged: the steps or a revision file differ from *expected*
         (raised before the first step, so the migration transaction rolls back).
     """
     script = ScriptDirectory.from_config(config)
+    applied: list[dict[str, str]] = []
 
     def steps_to_run(heads: Any, _context: Any) -> list[Any]:
         actual = _alembic_steps(script, kind, destination, heads, purge)
         if expected is not None:
             verify_steps([_as_planned(s) for s in actual], expected)
+        applied[:] = [_applied(step) for step in actual if kind == "upgrade"]
         return actual
 
     destination_rev: Any = alembic_util.to_tuple(destination) if kind == "stamp" else destination
@@ -60,6 +65,16 @@ def run_planned(
         purge=purge if kind == "stamp" else False,
     ):
         script.run_env()
+    return applied
+
+
+def _applied(step: Any) -> dict[str, str]:
+    path = str(step.revision.path)
+    return {
+        "revision": step.revision.revision,
+        "path": path,
+        "content": Path(path).read_text(errors="replace"),
+    }
 
 
 def _alembic_steps(

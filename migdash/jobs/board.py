@@ -16,10 +16,10 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from migdash.jobs.context import JobServices
+from migdash.jobs.schemas import latest_schema_snapshots
 from migdash.status import TargetReport, project_graph, refresh_status
 from migdash.store.models import Environment, Project, Target
 from migdash.store.queries import find_targets
-from migdash.store.schema_models import SchemaSnapshot
 
 
 @dataclass(frozen=True)
@@ -68,22 +68,6 @@ def project_environments(session: Session, project: Project) -> list[Environment
     )
 
 
-def latest_fingerprints(session: Session, target_ids: Sequence[int]) -> dict[int, SchemaSnapshot]:
-    """The newest schema snapshot of each target (targets never snapshotted are absent)."""
-    if not target_ids:
-        return {}
-    newest = (
-        sa.select(SchemaSnapshot.target_id, sa.func.max(SchemaSnapshot.id).label("id"))
-        .where(SchemaSnapshot.target_id.in_(target_ids))
-        .group_by(SchemaSnapshot.target_id)
-        .subquery()
-    )
-    rows = session.scalars(
-        sa.select(SchemaSnapshot).join(newest, SchemaSnapshot.id == newest.c.id)
-    ).all()
-    return {row.target_id: row for row in rows}
-
-
 def statuses(
     session: Session, services: JobServices, targets: Sequence[Target], max_age: timedelta | None
 ) -> list[TargetReport]:
@@ -97,7 +81,7 @@ def build_board(
     """The compare page's columns: each environment's targets with state and fingerprint."""
     targets = find_targets(session, project=project.name)
     reports = {r.target_id: r for r in statuses(session, services, targets, max_age)}
-    prints = latest_fingerprints(session, [t.id for t in targets])
+    prints = latest_schema_snapshots(session, [t.id for t in targets])
     graph, problem = project_graph(services.catalog, project)
     columns = []
     for env in project_environments(session, project):

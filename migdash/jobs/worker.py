@@ -31,11 +31,14 @@ from migdash.engine.actions import ActionResult, ActionSpec, StepClock
 from migdash.engine.child import child_environment, project_folder
 from migdash.engine.planning import PlannedStep
 from migdash.engine.scrub import scrub_text, url_secrets
+from migdash.errors import MigdashError
 from migdash.jobs.context import JobServices
 from migdash.jobs.gate import approval_shortfall, gate_refusal
+from migdash.jobs.history import record_applied
 from migdash.jobs.locks import AdvisoryLock, LeaseHolder, acquire_lease, release_lease, renew_lease
 from migdash.jobs.reaper import reap_interrupted, reprobe
 from migdash.jobs.records import TARGET_ACTIONS, add_log, audit_job, describe, move_job
+from migdash.jobs.schemas import take_schema_snapshot
 from migdash.status import probe_request
 from migdash.store.models import Job, JobLogLine, JobState, Project, Target, utcnow
 
@@ -122,6 +125,8 @@ class Worker:
         try:
             result, clock = self._run_child(job_id, target_id, spec, secrets)
             self._finish(job_id, target_id, result, clock)
+            if target_id is not None and job.kind in TARGET_ACTIONS:
+                self._snapshot_schema(job_id)
         finally:
             if advisory is not None:
                 advisory.release()
@@ -327,6 +332,8 @@ class Worker:
             )
             took = (now - job.started_at).total_seconds() if job.started_at else 0.0
             at = f"; target now at {', '.join(current) or '<base>'}" if current is not None else ""
+            if finished and result.ok and result.applied and target_id is not None:
+                record_applied(session, target_id, job_id, result.applied, now)
             if finished:
                 audit_job(
                     session,
@@ -343,6 +350,23 @@ class Worker:
                 if result.refused:
                     verdict = f"refused before its first step: {result.error}"
                 add_log(session, job_id, f"{describe(job)} {verdict} in {took:.1f} s{at}", now)
+            session.commit()
+
+    def _snapshot_schema(self, job_id: int) -> None:
+        """After every target job: the schema as the job left it (a failure is only logged)."""
+        with self.sessions() as session:
+            job = session.get(Job, job_id)
+            if job is None or job.target is None or job.result_revisions is None:
+                return
+            now = utcnow()
+            try:
+                row = take_schema_snapshot(
+                    session, job.target, revisions=job.result_revisions, now=now, job_id=job_id
+                )
+                add_log(session, job_id, f"schema snapshot {row.fingerprint[:12]} taken", now)
+            except MigdashError as exc:
+                session.rollback()
+                add_log(session, job_id, f"schema snapshot not taken: {exc.message}", now)
             session.commit()
 
     def reap(self) -> list[int]:

@@ -7,6 +7,8 @@ from datetime import timedelta
 from flask import Blueprint, current_app
 from werkzeug.wrappers import Response
 
+from migdash.jobs.drift import latest_drift_checks
+from migdash.jobs.schemas import fleet_groups, latest_schema_snapshots, schema_mismatches
 from migdash.permissions import Permission
 from migdash.services import services_of
 from migdash.status import build_overview, cached_status, refresh_status
@@ -34,12 +36,20 @@ def _render(*, probe: bool, force: bool = False) -> Response:
         reports = cached_status(session, targets)
     environments = all_environments(session)
     rows = build_overview(
-        services.catalog, all_projects(session), [e.id for e in environments], reports, targets
+        services.catalog,
+        all_projects(session),
+        [e.id for e in environments],
+        reports,
+        targets,
+        latest_drift_checks(session, [t.id for t in targets]),
     )
+    ids = [t.id for t in targets]
+    mismatches = schema_mismatches(fleet_groups(reports, latest_schema_snapshots(session, ids)))
     return render_page_or_partial(
         "overview/index.html",
         "partials/overview/matrix.html",
         rows=rows,
+        mismatches=mismatches,
         environments=environments,
         refresh_seconds=current_app.config["MIGDASH_REFRESH_SECONDS"],
     )

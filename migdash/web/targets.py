@@ -1,11 +1,19 @@
-"""Target pages: state, current revision(s), pending list, recent snapshots."""
+"""Target pages: state, current revision(s), pending list, recent snapshots, drift."""
 
 from __future__ import annotations
 
-from flask import Blueprint
+from typing import Any
+
+from flask import Blueprint, redirect, url_for
+from markupsafe import Markup
+from pygments import highlight
+from pygments.formatters import HtmlFormatter
+from pygments.lexers import PythonLexer
+from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
 from migdash.engine.state import TargetState, offered_destinations
+from migdash.jobs.drift import check_model_drift, latest_drift_checks
 from migdash.jobs.locks import lease_of
 from migdash.jobs.records import describe, list_jobs
 from migdash.permissions import Permission
@@ -17,16 +25,17 @@ from migdash.status import (
     project_graph,
     refresh_status,
 )
+from migdash.store.models import Target, utcnow
 from migdash.store.queries import recent_snapshots
 from migdash.store.registry import get_target
 from migdash.web.auth import requires
 from migdash.web.db import db
-from migdash.web.htmx import render_page_or_partial
+from migdash.web.htmx import is_htmx, render_page_or_partial
 
 bp = Blueprint("targets", __name__, url_prefix="/targets")
 
 
-def _render(name: str, *, probe: bool) -> Response:
+def _render(name: str, *, probe: bool, partial: str = "partials/targets/status.html") -> Response:
     session = db()
     services = services_of()
     target = get_target(session, name)
@@ -39,7 +48,7 @@ def _render(name: str, *, probe: bool) -> Response:
     graph, problem = project_graph(services.catalog, target.project)
     return render_page_or_partial(
         "targets/detail.html",
-        "partials/targets/status.html",
+        partial,
         target=target,
         report=report,
         graph=graph,
@@ -53,6 +62,7 @@ def _render(name: str, *, probe: bool) -> Response:
         else None,
         pending_known_states={state.value for state in PENDING_KNOWN},
         position_unknown_states={state.value for state in POSITION_UNKNOWN},
+        **drift_context(session, target),
     )
 
 
@@ -66,3 +76,30 @@ def detail(name: str) -> Response:
 @requires(Permission.VIEW)
 def probe(name: str) -> Response:
     return _render(name, probe=True)
+
+
+@bp.post("/<name>/drift")
+@requires(Permission.REQUEST)
+def check_drift(name: str) -> Response:
+    """Compare the target with its project's models now (a child process runs env.py)."""
+    session = db()
+    target = get_target(session, name)
+    check_model_drift(session, services_of().jobs, target, utcnow())
+    session.commit()
+    if not is_htmx():
+        return redirect(url_for("targets.detail", name=name, _anchor="drift"), code=303)
+    return _render(name, probe=False, partial="partials/targets/drift.html")
+
+
+def drift_context(session: Session, target: Target) -> dict[str, Any]:
+    """The latest check against the models, and its operations highlighted as the file would be."""
+    check = latest_drift_checks(session, [target.id]).get(target.id)
+    operations = check.detail.get("operations") if check is not None else None
+    return {
+        "drift": check,
+        "drift_operations": Markup(  # noqa: S704 - Pygments escapes the code it formats
+            highlight(operations, PythonLexer(), HtmlFormatter(cssclass="source"))
+        )
+        if operations
+        else None,
+    }

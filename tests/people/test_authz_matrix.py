@@ -65,7 +65,12 @@ PATHS: dict[str, str] = {
     "/projects/<name>/graph.svg": "/projects/shop/graph.svg",
     "/projects/<name>/revisions/<revision>": "/projects/shop/revisions/b2",
     "/targets/<name>": "/targets/shop-dev",
+    "/history/targets/<name>": "/history/targets/shop-dev",
+    "/schemas/targets/<name>": "/schemas/targets/shop-dev",
+    "/schemas/targets/<name>/snapshot": "/schemas/targets/shop-dev/snapshot",
+    "/schemas/diff": "/schemas/diff?left=shop-dev&right=shop-done",
     "/targets/<name>/probe": "/targets/shop-dev/probe",
+    "/targets/<name>/drift": "/targets/shop-dev/drift",
     "/admin/": "/admin/",
     "/admin/projects/new": "/admin/projects/new",
     "/admin/projects/init": "/admin/projects/init",
@@ -347,11 +352,14 @@ PINNED = {
     "api.reject": Permission.APPROVE,
     "actions.": Permission.REQUEST,
     "compare.promot": Permission.REQUEST,
+    "targets.check_drift": Permission.REQUEST,  # runs the project's env.py against the target
     "jobs.cancel": Permission.REQUEST,
     "api.cancel": Permission.REQUEST,
     "api.create_job": Permission.REQUEST,
 }
-VIEW_ONLY_POSTS = frozenset({"overview.probe_now", "targets.probe", "auth.logout"})
+VIEW_ONLY_POSTS = frozenset(
+    {"overview.probe_now", "targets.probe", "schemas.snapshot", "auth.logout"}
+)
 """POSTs any signed-in user may send: they change no registry, job or approval."""
 
 

@@ -93,7 +93,12 @@ INPUTS: dict[str, tuple[str, ...]] = {
     "projects.graph_svg": (),
     "projects.revision": (),
     "targets.detail": (),
+    "history.target": (),
+    "schemas.target": (),
+    "schemas.snapshot": (),
+    "schemas.diff": ("left", "right"),
     "targets.probe": (),
+    "targets.check_drift": (),
     "admin.index": (),
     "admin.project_form": (
         "name",
@@ -190,6 +195,7 @@ SLOW = frozenset(
         "api.create_job",
         "api.job_plan",
         "api.approve",
+        "targets.check_drift",
     }
 )
 """Endpoints that may start a child process (a plan, an autogenerate preview) per request."""
@@ -260,6 +266,8 @@ REAL: dict[str, list[str]] = {
     "confirmed": ["y"],
     "against": ["shop-dev"],
     "comment": ["looks good"],
+    "left": ["shop-dev", "prod-1", "nope"],
+    "right": ["shop-done", "shop-dev", "nope"],
     "script_location": [
         "{shop_location}",
         "/nonexistent",

@@ -157,6 +157,7 @@ def test_the_board_shows_environments_in_order_with_each_target(
     assert "ffffffff0000" in cards["prod-1"]
     assert "no snapshot yet" in cards["prod-2"]
     assert "no snapshot yet" not in cards["prod-1"]
+    assert 'href="/schemas/targets/prod-1"' in cards["prod-1"]
 
 
 def test_compare_is_linked_from_the_nav_and_the_project_page(
@@ -224,6 +225,8 @@ def test_two_targets_can_be_compared(
     assert lacks(html, "a") == staging_lacks
     assert lacks(html, "b") == []
     assert "promote-" not in html, "promotion is offered between environments only"
+    link = section(html, '<p id="schema-diff-link">', "</p>")
+    assert 'href="/schemas/diff?left=staging-1&amp;right=dev-1"' in link
 
 
 def test_a_side_whose_targets_disagree_says_which_lack_what(
