@@ -128,14 +128,15 @@ def write_revision(versions: Path, spec: RevisionSpec) -> Path:
 def migrate_database(location: Path | str, url: str, revision: str | None) -> None:
     """Create the database and, unless *revision* is None, ``alembic upgrade`` it there.
 
-    A SQLite file gets a ``keepalive`` table first, so that even a database
-    left without a version table exists on disk: that is what an
-    uninitialised target looks like.
+    A SQLite file left without a version table gets a ``keepalive`` table,
+    so that it exists on disk: that is what an uninitialised target looks
+    like.  A migrated one holds only what its revisions create, so its
+    schema is exactly what its history gives.
     """
     db_engine = sa.create_engine(url)
     try:
         with db_engine.begin() as connection:
-            if db_engine.dialect.name == "sqlite":
+            if db_engine.dialect.name == "sqlite" and revision is None:
                 connection.exec_driver_sql("CREATE TABLE IF NOT EXISTS keepalive (id INTEGER)")
             if revision is not None:
                 config = Config()

@@ -19,6 +19,7 @@ from migdash.demo import (
     DEMO_PASSWORD,
     DEMO_USER,
     build_demo,
+    observe_demo,
 )
 
 host_option = click.option("--host", default="127.0.0.1", show_default=True)
@@ -111,10 +112,11 @@ def serve(host: str, port: int, threads: int, worker: bool) -> None:
 @click.option("--no-serve", is_flag=True, help="Build the demo workspace and exit.")
 @with_appcontext
 def demo(host: str, port: int, threads: int, worker: bool, no_serve: bool) -> None:
-    """Build a demo workspace (two projects, eight targets) and serve it."""
+    """Build a demo workspace (two projects, nine targets) and serve it."""
     workspace = Path(current_app.instance_path) / "demo"
-    with store() as (session, _):
+    with store() as (session, services):
         targets = build_demo(session, workspace)
+        observe_demo(session, services.jobs, services.settings)
     click.echo(f"demo workspace: {workspace} ({len(targets)} targets)")
     click.echo(f"sign in as {DEMO_USER} / {DEMO_PASSWORD} (admin)")
     click.echo(f"a second person to approve prod jobs: {DEMO_APPROVER} / {DEMO_APPROVER_PASSWORD}")

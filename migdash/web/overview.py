@@ -7,7 +7,7 @@ from datetime import timedelta
 from flask import Blueprint, current_app
 from werkzeug.wrappers import Response
 
-from migdash.jobs.drift import latest_drift_checks
+from migdash.jobs.drift import DriftKind, latest_drift_checks
 from migdash.jobs.schemas import fleet_groups, latest_schema_snapshots, schema_mismatches
 from migdash.permissions import Permission
 from migdash.services import services_of
@@ -45,11 +45,18 @@ def _render(*, probe: bool, force: bool = False) -> Response:
     )
     ids = [t.id for t in targets]
     mismatches = schema_mismatches(fleet_groups(reports, latest_schema_snapshots(session, ids)))
+    names = {t.id: t.name for t in targets}
+    history = {
+        names[target_id]: check
+        for target_id, check in latest_drift_checks(session, ids, DriftKind.HISTORY).items()
+        if check.outcome in ("drift", "stamped_not_applied")
+    }
     return render_page_or_partial(
         "overview/index.html",
         "partials/overview/matrix.html",
         rows=rows,
         mismatches=mismatches,
+        history_drift=history,
         environments=environments,
         refresh_seconds=current_app.config["MIGDASH_REFRESH_SECONDS"],
     )

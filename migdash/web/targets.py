@@ -13,9 +13,11 @@ from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
 from migdash.engine.state import TargetState, offered_destinations
-from migdash.jobs.drift import check_model_drift, latest_drift_checks
+from migdash.jobs.drift import DriftKind, check_model_drift, latest_drift_checks
 from migdash.jobs.locks import lease_of
 from migdash.jobs.records import describe, list_jobs
+from migdash.jobs.reference import check_history_drift
+from migdash.jobs.reference_build import scratch_servers
 from migdash.permissions import Permission
 from migdash.services import services_of
 from migdash.status import (
@@ -91,11 +93,28 @@ def check_drift(name: str) -> Response:
     return _render(name, probe=False, partial="partials/targets/drift.html")
 
 
+@bp.post("/<name>/drift-history")
+@requires(Permission.REQUEST)
+def check_history(name: str) -> Response:
+    """Compare the live schema with what its revisions give (built on a scratch database)."""
+    session, services = db(), services_of()
+    target = get_target(session, name)
+    check_history_drift(
+        session, services.jobs, target, utcnow(), scratch=scratch_servers(services.settings)
+    )
+    session.commit()
+    if not is_htmx():
+        return redirect(url_for("targets.detail", name=name, _anchor="history-drift"), code=303)
+    return _render(name, probe=False, partial="partials/targets/drift_history.html")
+
+
 def drift_context(session: Session, target: Target) -> dict[str, Any]:
     """The latest check against the models, and its operations highlighted as the file would be."""
     check = latest_drift_checks(session, [target.id]).get(target.id)
+    history = latest_drift_checks(session, [target.id], DriftKind.HISTORY).get(target.id)
     operations = check.detail.get("operations") if check is not None else None
     return {
+        "history_drift": history,
         "drift": check,
         "drift_operations": Markup(  # noqa: S704 - Pygments escapes the code it formats
             highlight(operations, PythonLexer(), HtmlFormatter(cssclass="source"))

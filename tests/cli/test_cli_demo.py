@@ -23,16 +23,16 @@ from migdash.demo import DEMO_PASSWORD, DEMO_USER, demo_targets
 def demo(cli: Callable[..., Result], app: Flask) -> Path:
     result = cli("demo", "--no-serve")
     workspace = Path(app.instance_path) / "demo"
-    assert f"demo workspace: {workspace} (8 targets)" in result.stdout
+    assert f"demo workspace: {workspace} (9 targets)" in result.stdout
     assert f"sign in as {DEMO_USER} / {DEMO_PASSWORD}" in result.stdout
     return workspace
 
 
-def test_demo_builds_eight_targets_in_every_state_it_promises(
+def test_demo_builds_nine_targets_in_every_state_it_promises(
     demo: Path, cli_json: Callable[..., Any]
 ) -> None:
     reports = cli_json("status")
-    assert len(reports) == 8
+    assert len(reports) == 9
     states = [r["state"] for r in reports]
     assert states.count("unreachable") == 1
     assert states.count("uninitialised") == 1
@@ -61,7 +61,7 @@ def test_demo_is_idempotent_and_its_user_can_sign_in(
     demo: Path, cli: Callable[..., Result], cli_json: Callable[..., Any], app: Flask
 ) -> None:
     cli("demo", "--no-serve")
-    assert len(cli_json("status")) == 8
+    assert len(cli_json("status")) == 9
     client = app.test_client()
     response = client.post("/login", data={"username": DEMO_USER, "password": DEMO_PASSWORD})
     assert response.status_code == 302
@@ -108,3 +108,25 @@ def test_migdash_instance_is_honoured_by_a_real_process(
     assert missing.returncode == 1
     assert "no project named 'nope'" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+def test_the_demo_shows_drift_and_a_schema_diff_without_writing_anything(
+    demo: Path, cli: Callable[..., Result], app: Flask
+) -> None:
+    """Issue 9's demo: models with a change in no revision, and a target changed by hand."""
+    models = cli("drift", "analytics-dev", "--json", ok=False)
+    assert models.exit_code == 1
+    assert "op.add_column('events', sa.Column('source'" in json.loads(models.stdout)["operations"]
+    history = cli("drift-history", "analytics-staging", "--json", ok=False)
+    assert history.exit_code == 1
+    assert "column daily_rollups.note added" in history.stdout
+    assert cli("drift-history", "analytics-qa").exit_code == 0
+    differs = cli("diff", "analytics-qa", "analytics-staging", ok=False)
+    assert differs.exit_code == 1
+    assert "column daily_rollups.note added" in differs.stdout
+    client = app.test_client()
+    client.post("/login", data={"username": DEMO_USER, "password": DEMO_PASSWORD})
+    overview = client.get("/").get_data(as_text=True)
+    assert overview.count('data-flag="schema-differs"') == 2, "the demo was observed when built"
+    assert 'data-drift="models"' in overview
+    assert 'href="/targets/analytics-staging#history-drift"' in overview

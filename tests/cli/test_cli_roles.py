@@ -47,7 +47,17 @@ READ_ONLY = {
     ("target", "list"),
     ("user", "list"),
     ("token", "list"),
+    # schema reads: they read targets and keep what they saw, as a probe does
+    ("diff",),
+    ("snapshot",),
+    ("timeline",),
 }
+CHECKS = {
+    ("drift",): ["t-up"],
+    ("drift-history",): ["t-up"],
+    ("reference",): ["t-up"],
+}
+"""Checks that run project code against a target (operator role), keep a result, audit nothing."""
 EXEMPT = {
     ("db", "upgrade"): "runs before any user exists; it changes the schema, not the data",
     ("worker",): "runs jobs authorised when requested; the gate is re-checked before each runs",
@@ -100,7 +110,7 @@ def find_command(path: tuple[str, ...]) -> click.Command:
     return command
 
 
-MUTATING = sorted(set(command_tree(main)) - READ_ONLY - set(EXEMPT))
+MUTATING = sorted(set(command_tree(main)) - READ_ONLY - set(EXEMPT) - set(CHECKS))
 
 
 @dataclass
@@ -306,3 +316,16 @@ def test_a_viewer_is_refused_before_being_asked_for_a_password(
         assert result.exit_code == 1
         assert "vera (viewer) may not admin" in result.output
         assert "Password" not in result.output
+
+
+@pytest.mark.parametrize("path", sorted(CHECKS), ids=" ".join)
+def test_a_viewer_is_refused_the_checks_that_run_project_code(
+    app: Flask, workspace: Workspace, path: tuple[str, ...]
+) -> None:
+    before = snapshot(app)
+    result = workspace.invoke([*path, *CHECKS[path]], env={"MIGDASH_CLI_USER": "vera"})
+    assert result.exit_code != 0
+    assert "vera (viewer) may not" in result.output
+    assert snapshot(app) == before
+    (option,) = [p for p in find_command(path).params if "--as" in p.opts]
+    assert option.envvar == "MIGDASH_CLI_USER"

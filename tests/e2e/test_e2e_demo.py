@@ -75,7 +75,7 @@ def test_probe_now_swaps_the_matrix_through_htmx(page: Any) -> None:
     assert response.request.headers.get("x-csrftoken")
     # a locator wait, not wait_for_function: the page's CSP forbids the eval that one polls with
     page.locator("#matrix[data-old]").wait_for(state="detached")
-    assert page.locator(CELL).count() == 8
+    assert page.locator(CELL).count() == 9
 
 
 def test_project_graph_and_revision_page(page: Any, screenshots: Path) -> None:

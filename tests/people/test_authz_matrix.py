@@ -71,6 +71,7 @@ PATHS: dict[str, str] = {
     "/schemas/diff": "/schemas/diff?left=shop-dev&right=shop-done",
     "/targets/<name>/probe": "/targets/shop-dev/probe",
     "/targets/<name>/drift": "/targets/shop-dev/drift",
+    "/targets/<name>/drift-history": "/targets/shop-dev/drift-history",
     "/admin/": "/admin/",
     "/admin/projects/new": "/admin/projects/new",
     "/admin/projects/init": "/admin/projects/init",
@@ -353,6 +354,7 @@ PINNED = {
     "actions.": Permission.REQUEST,
     "compare.promot": Permission.REQUEST,
     "targets.check_drift": Permission.REQUEST,  # runs the project's env.py against the target
+    "targets.check_history": Permission.REQUEST,  # runs the project's code on a scratch database
     "jobs.cancel": Permission.REQUEST,
     "api.cancel": Permission.REQUEST,
     "api.create_job": Permission.REQUEST,

@@ -99,6 +99,7 @@ INPUTS: dict[str, tuple[str, ...]] = {
     "schemas.diff": ("left", "right"),
     "targets.probe": (),
     "targets.check_drift": (),
+    "targets.check_history": (),
     "admin.index": (),
     "admin.project_form": (
         "name",
@@ -196,6 +197,7 @@ SLOW = frozenset(
         "api.job_plan",
         "api.approve",
         "targets.check_drift",
+        "targets.check_history",
     }
 )
 """Endpoints that may start a child process (a plan, an autogenerate preview) per request."""
