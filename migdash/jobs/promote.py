@@ -116,9 +116,12 @@ def source_revisions(
     """
     side = make_side(graph, "environment", environment, reports)
     if side.unknown:
-        names = ", ".join(f"{r.target} ({r.status.state.value})" for r in side.unknown)
+        names = "; ".join(
+            f"{r.target} ({r.status.error or r.status.state.value.replace('_', ' ')})"
+            for r in side.unknown
+        )
         raise Conflict(
-            f"cannot promote from {environment}: the revisions of {names} are not known",
+            f"cannot promote from {environment}: where its targets stand is not known: {names}",
             hint="Probe those targets (their pages) until they answer, then try again.",
         )
     if not side.agree:

@@ -1,7 +1,8 @@
 """Compare in a real browser: open it from the nav, pick two environments, read the promotion.
 
-On the demo, analytics sits at aa04 in dev, aa03 in staging and aa02 in
-prod (protected).  Staging against prod: prod lacks aa03, and promoting
+On the demo, analytics sits at aa04 in dev, aa03 in staging (two targets,
+one changed by hand, so their schema fingerprints differ) and aa02 in prod
+(protected).  Staging against prod: prod lacks aa03, and promoting
 staging to prod would run ``upgrade aa02 -> aa03`` on analytics-prod, held
 for approval.  Dev against prod: the promotion would skip staging, which
 does not hold aa04 yet, and the page says so.  Nothing is confirmed, so the
@@ -68,7 +69,15 @@ def test_compare_two_environments_and_read_what_promotion_would_run(
     assert [h.split()[0] for h in headers] == ["dev", "staging", "prod"]
     prod_card = page.locator('#board .target[data-target="analytics-prod"]')
     assert "aa02" in prod_card.inner_text()
-    assert "no snapshot yet" in prod_card.inner_text()
+    schema = {
+        name: page.locator(f'#board .target[data-target="{name}"] [data-schema]').get_attribute(
+            "data-schema"
+        )
+        for name in ("analytics-staging", "analytics-qa", "analytics-prod")
+    }
+    assert all(re.fullmatch(r"[0-9a-f]{64}", value or "") for value in schema.values()), schema
+    # the demo changed analytics-staging by hand: same revision as analytics-qa, other schema
+    assert schema["analytics-staging"] != schema["analytics-qa"]
 
     choose_environments(page, "staging", "prod")
     page.locator("#board").wait_for()  # the board stays: only the comparison was swapped
