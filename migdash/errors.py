@@ -128,6 +128,16 @@ class JobPending(Conflict):
         self.job_id = job_id
 
 
+class PromotionOutOfOrder(Conflict):
+    """A promotion would bring an environment revisions the one before it does not hold yet,
+    and the environment's promotion rule is ``refuse``."""
+
+    hint = (
+        "Promote to the environment before it first, or ask an admin to set this "
+        "environment's promotion rule to 'warn'."
+    )
+
+
 class TargetUnreachable(Conflict):
     """The target cannot be read, so no plan can be made or approved."""
 

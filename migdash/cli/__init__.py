@@ -8,11 +8,22 @@ submodules registers their commands on :data:`main`.
 
 from __future__ import annotations
 
-from migdash.cli import actions, drift, people, reads, reference, registry, schemas, serve
+from migdash.cli import (
+    actions,
+    compare,
+    drift,
+    people,
+    reads,
+    reference,
+    registry,
+    schemas,
+    serve,
+)
 from migdash.cli.base import main
 
 __all__ = [
     "actions",
+    "compare",
     "drift",
     "main",
     "people",

@@ -116,6 +116,14 @@ def project_add(
         emit(data, as_json, f"registered project {project.name}{note}")
 
 
+PROMOTION_RULE_OPTION = click.option(
+    "--promotion-rule",
+    type=click.Choice(registry.PROMOTION_RULES),
+    default=None,
+    help="Promoting here a revision the environment before lacks: warn (default) or refuse.",
+)
+
+
 @main.group("env")
 def env_group() -> None:
     """Environments (ordered: dev before prod)."""
@@ -132,6 +140,7 @@ def env_group() -> None:
     show_default=True,
     help="Distinct approvers a job needs when protected.",
 )
+@PROMOTION_RULE_OPTION
 @json_option
 @requires(Permission.ADMIN)
 def env_add(
@@ -139,6 +148,7 @@ def env_add(
     protected: bool,
     position: int | None,
     required_approvals: int,
+    promotion_rule: str | None,
     as_json: bool,
     actor: Actor,
 ) -> None:
@@ -150,11 +160,17 @@ def env_add(
             protected=protected,
             position=position,
             required_approvals=required_approvals,
+            promotion_rule=promotion_rule or "warn",
             actor=actor.name,
         )
         session.commit()
         emit(
-            {"environment": env.name, "position": env.position, "protected": env.protected},
+            {
+                "environment": env.name,
+                "position": env.position,
+                "protected": env.protected,
+                "promotion_rule": env.promotion_rule,
+            },
             as_json,
             f"created environment {env.name} (position {env.position})",
         )
@@ -328,14 +344,20 @@ def project_list(as_json: bool) -> None:
 @click.option("--rename", default=None)
 @click.option("--protected/--unprotected", default=None)
 @click.option("--position", type=int, default=None)
+@PROMOTION_RULE_OPTION
 @requires(Permission.ADMIN)
 def env_edit(
-    name: str, rename: str | None, protected: bool | None, position: int | None, actor: Actor
+    name: str,
+    rename: str | None,
+    protected: bool | None,
+    position: int | None,
+    promotion_rule: str | None,
+    actor: Actor,
 ) -> None:
-    """Rename, (un)protect or reorder an environment."""
+    """Rename, (un)protect, reorder an environment, or change its promotion rule."""
     with store() as (session, _):
         env = registry.get_environment(session, name)
-        changes: dict[str, object] = {"position": position}
+        changes: dict[str, object] = {"position": position, "promotion_rule": promotion_rule}
         if rename:
             changes["name"] = rename
         if protected is not None:
@@ -368,6 +390,7 @@ def env_list(as_json: bool) -> None:
                 "environment": e.name,
                 "position": e.position,
                 "protected": e.protected,
+                "promotion_rule": e.promotion_rule,
                 "targets": len(e.targets),
             }
             for e in all_environments(session)

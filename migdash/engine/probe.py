@@ -11,6 +11,7 @@ adds an overall deadline, so one dead host never stalls a page.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -69,7 +70,9 @@ class ProbePool:
         self.timeout = timeout
         self._engines: dict[str, Engine] = {}
         self._lock = threading.Lock()
+        self._max_workers = max_workers
         self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="probe")
+        self._pid = os.getpid()
 
     def probe(self, request: ProbeRequest) -> TargetProbe:
         """Probe one target; failures come back as a :class:`TargetProbe` with ``error`` set."""
@@ -90,7 +93,8 @@ class ProbePool:
 
     def probe_many(self, requests: Sequence[ProbeRequest]) -> list[TargetProbe]:
         """Probe all *requests* concurrently; any still running at the deadline is unreachable."""
-        futures = [self._executor.submit(self.probe, request) for request in requests]
+        executor = self._executor_here()
+        futures = [executor.submit(self.probe, request) for request in requests]
         deadline = self.timeout + 1.0
         wait_futures(futures, timeout=deadline)
         results = []
@@ -102,6 +106,25 @@ class ProbePool:
                     TargetProbe((), False, f"no answer within {deadline:.0f} s", deadline)
                 )
         return results
+
+    def _executor_here(self) -> ThreadPoolExecutor:
+        """This process's thread pool.
+
+        A forked child (gunicorn forks the app its master built, after ``migdash
+        demo`` probed there) inherits a pool whose threads exist only in the
+        parent: work sent to it would never run.  The child starts its own, and
+        leaves the parent's connections to the parent.
+        """
+        with self._lock:
+            if self._pid != os.getpid():
+                self._pid = os.getpid()
+                self._executor = ThreadPoolExecutor(
+                    max_workers=self._max_workers, thread_name_prefix="probe"
+                )
+                for db_engine in self._engines.values():
+                    db_engine.dispose(close=False)
+                self._engines = {}
+            return self._executor
 
     def close(self) -> None:
         """Dispose every pool and stop the threads (pending probes are abandoned)."""

@@ -204,6 +204,20 @@ def remove_project(session: Session, project: Project, *, actor: str = "system")
     session.flush()
 
 
+PROMOTION_RULES = ("warn", "refuse")
+"""Promoting to an environment a revision the one before it lacks: warn, or refuse."""
+
+
+def check_promotion_rule(rule: str) -> str:
+    rule = (rule or "").strip()
+    if rule not in PROMOTION_RULES:
+        raise InvalidInput(
+            f"promotion rule {rule!r} is not one of {', '.join(PROMOTION_RULES)}",
+            field="promotion_rule",
+        )
+    return rule
+
+
 def add_environment(
     session: Session,
     name: str,
@@ -211,10 +225,12 @@ def add_environment(
     protected: bool = False,
     position: int | None = None,
     required_approvals: int = 1,
+    promotion_rule: str = "warn",
     actor: str = "system",
 ) -> Environment:
     """Create an environment; without *position* it goes after the existing ones."""
     name = check_name("environment", name)
+    promotion_rule = check_promotion_rule(promotion_rule)
     _ensure_unique(session, Environment, name, "an environment")
     if position is None:
         last = session.scalar(sa.select(sa.func.max(Environment.position)))
@@ -225,7 +241,11 @@ def add_environment(
             field="required_approvals",
         )
     environment = Environment(
-        name=name, protected=protected, position=position, required_approvals=required_approvals
+        name=name,
+        protected=protected,
+        position=position,
+        required_approvals=required_approvals,
+        promotion_rule=promotion_rule,
     )
     session.add(environment)
     session.flush()
@@ -234,7 +254,11 @@ def add_environment(
         actor,
         "registry.environment.add",
         environment=name,
-        detail={"protected": protected, "required_approvals": required_approvals},
+        detail={
+            "protected": protected,
+            "required_approvals": required_approvals,
+            "promotion_rule": promotion_rule,
+        },
     )
     return environment
 
@@ -258,6 +282,8 @@ def edit_environment(
                 field="required_approvals",
             )
         environment.required_approvals = int(changes["required_approvals"])
+    if changes.get("promotion_rule") is not None:
+        environment.promotion_rule = check_promotion_rule(changes["promotion_rule"])
     session.flush()
     audit.record(
         session,

@@ -153,6 +153,7 @@ def environment_form(name: str | None = None) -> Response:
     fields = {
         "protected": form.protected.data,
         "position": form.position.data,
+        "promotion_rule": form.promotion_rule.data or "warn",
         "actor": current_user.username,
     }
     try:

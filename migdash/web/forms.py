@@ -12,6 +12,10 @@ MAX_POSITION = 1_000_000
 MAX_APPROVALS = 20
 """Bounds of the environment form's numbers: far above any real use, far below an overflow."""
 
+PROMOTION_RULES = [
+    ("warn", "warn: promote, and say what the previous environment lacks"),
+    ("refuse", "refuse: promote only what the previous environment holds"),
+]
 URL_MODES = [
     ("config", "config: sets sqlalchemy.url"),
     ("connection", "connection: config.attributes['connection']"),
@@ -70,6 +74,16 @@ class EnvironmentForm(FlaskForm):
         validators=[Optional(), NumberRange(min=1, max=MAX_APPROVALS)],
         description="Distinct approvers (never the requester) a job needs when protected.",
     )
+    promotion_rule = SelectField(
+        "Promotion rule",
+        default="warn",
+        description="Promoting here a revision the environment before this one does not hold "
+        "yet: warn, or refuse.",
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.promotion_rule.choices = PROMOTION_RULES
 
 
 class TargetForm(FlaskForm):

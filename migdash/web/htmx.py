@@ -15,9 +15,10 @@ STOP_POLLING = 286
 def render_page_or_partial(page: str, partial: str, **context: Any) -> Response:
     """Render *partial* for an htmx request (not a boosted navigation), else *page*.
 
-    Pages include their partials, so each fragment has one source.
+    A history restore (back to a URL htmx pushed, not in its cache) wants the
+    whole page.  Pages include their partials, so each fragment has one source.
     """
-    template = partial if htmx and not htmx.boosted else page
+    template = partial if htmx and not htmx.boosted and not htmx.history_restore_request else page
     response = make_response(render_template(template, **context))
     response.headers["Vary"] = "HX-Request"
     return response

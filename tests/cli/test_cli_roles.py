@@ -39,6 +39,7 @@ READ_ONLY = {
     ("history",),
     ("show",),
     ("graph",),
+    ("compare",),
     ("jobs",),
     ("job",),
     ("project", "list"),

@@ -7,9 +7,11 @@ addresses are used.
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -211,6 +213,32 @@ def test_probe_many_keeps_request_order(
 
     assert [r.current for r in results] == [(at,) if at else () for at in positions]
     assert [r.has_version_table for r in results] == [at is not None for at in positions]
+
+
+def test_probe_many_works_in_a_forked_child_of_a_process_that_probed(
+    make_project: Callable[..., Any], make_target: Callable[..., str], probes: ProbePool
+) -> None:
+    """gunicorn forks the app its master built; the pool's threads do not survive the fork."""
+    project = make_project("linear")
+    url = make_target(project, at="b2")
+    assert_at(probes.probe_many([ProbeRequest(url)])[0], "b2")  # the parent's threads start
+    read, write = os.pipe()
+
+    with warnings.catch_warnings():  # Python 3.12 warns on fork() in a threaded process
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # the child: report what probe_many answers, then leave at once
+        try:
+            (probe,) = probes.probe_many([ProbeRequest(url)])
+            os.write(write, repr((probe.current, probe.error)).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as answer:
+        reported = answer.read()
+    os.waitpid(pid, 0)
+
+    assert reported == repr((("b2",), None))
 
 
 # --- real servers ---------------------------------------------------------------------------

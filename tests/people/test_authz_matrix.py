@@ -97,6 +97,9 @@ PATHS: dict[str, str] = {
     "/actions/environment": "/actions/environment?environment=dev&project=shop&" + UPGRADE_HEADS,
     "/actions/projects/<name>/merge": "/actions/projects/shop/merge",
     "/actions/projects/<name>/revision": "/actions/projects/shop/revision",
+    "/compare/": "/compare/",
+    "/compare/<name>": "/compare/shop?a=dev&b=prod",
+    "/compare/<name>/promote": "/compare/shop/promote?from=prod&to=dev",
     "/api/v1/status": "/api/v1/status",
     "/api/v1/targets": "/api/v1/targets",
     "/api/v1/jobs": "/api/v1/jobs",
@@ -349,6 +352,7 @@ PINNED = {
     "api.approve": Permission.APPROVE,
     "api.reject": Permission.APPROVE,
     "actions.": Permission.REQUEST,
+    "compare.promot": Permission.REQUEST,
     "targets.check_drift": Permission.REQUEST,  # runs the project's env.py against the target
     "targets.check_history": Permission.REQUEST,  # runs the project's code on a scratch database
     "jobs.cancel": Permission.REQUEST,

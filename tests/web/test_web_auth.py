@@ -50,6 +50,9 @@ PAGES = [
     "/actions/targets/linear-dev?action=upgrade&revision=heads",
     "/actions/targets/linear-dev/plan.sql?action=upgrade&revision=heads",
     "/actions/environment?environment=dev&project=linear",
+    "/compare/",
+    "/compare/linear?a=dev&b=dev",
+    "/compare/linear/promote?from=dev&to=dev",
 ]
 POSTS = [
     "/overview/probe",
@@ -62,6 +65,7 @@ POSTS = [
     "/actions/projects/linear/merge",
     "/actions/projects/linear/revision",
     "/jobs/1/cancel",
+    "/compare/linear/promote",
 ]
 
 

@@ -53,6 +53,9 @@ PAGES = [
     "/actions/targets/shop-dev?action=upgrade&revision=heads",
     "/actions/targets/shop-dev/plan.sql?action=upgrade&revision=heads",
     "/actions/environment?environment=dev&project=shop&action=upgrade&revision=heads",
+    "/compare/",
+    "/compare/shop?a=dev&b=dev",
+    "/compare/shop/promote?from=dev&to=nope",
 ]
 """One URL per GET endpoint (a test below keeps this list complete)."""
 
@@ -71,6 +74,7 @@ HOSTILE_PAGES = [
     ("/admin/projects/hostile/edit", {}),
     ("/projects/hostile/graph.svg", {}),
     ("/actions/targets/hostile-dev?action=upgrade&revision=heads", {}),
+    ("/compare/hostile?a=dev&b=dev", {}),
 ]
 """Every page that shows the hostile project's text, and the SVG."""
 
