@@ -107,13 +107,19 @@ def _target_command(kind: str) -> click.Command:
                 )
                 return
             job_id = job.id
-        _report([job_id], wait, timeout, as_json)
+        report_jobs([job_id], wait, timeout, as_json)
 
     command.__doc__ = f"Queue `alembic {kind}` of TARGET to REVISION (heads, +N, -N, base, an id)."
     return command
 
 
-def _report(job_ids: list[int], wait: bool, timeout: float, as_json: bool) -> None:
+def report_jobs(
+    job_ids: list[int], wait: bool, timeout: float, as_json: bool, *, many: bool = False
+) -> None:
+    """Print the jobs (waiting for them with *wait*); exit 1 when a waited job did not succeed.
+
+    *many* keeps the JSON a list even for one job, for commands that make several.
+    """
     services = services_of()
     if wait:
         jobs = _wait_for(job_ids, timeout)
@@ -121,7 +127,7 @@ def _report(job_ids: list[int], wait: bool, timeout: float, as_json: bool) -> No
         with services.sessions() as session:
             jobs = [job_records.get_job(session, i) for i in job_ids]
     emit(
-        [job_json(j) for j in jobs] if len(jobs) > 1 else job_json(jobs[0]),
+        [job_json(j) for j in jobs] if many or len(jobs) > 1 else job_json(jobs[0]),
         as_json,
         "\n".join(f"job {j.id}: {job_records.describe(j)} [{j.state}]" for j in jobs),
     )
@@ -173,7 +179,7 @@ def merge(
         )
         session.commit()
         job_id = job.id
-    _report([job_id], wait, timeout, as_json)
+    report_jobs([job_id], wait, timeout, as_json)
 
 
 @main.command("revision")
@@ -226,7 +232,7 @@ def revision(
         )
         session.commit()
         job_id = job.id
-    _report([job_id], wait, timeout, as_json)
+    report_jobs([job_id], wait, timeout, as_json)
 
 
 @main.command("jobs")

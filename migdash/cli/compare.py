@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 from flask.cli import with_appcontext
 
-from migdash.cli.base import emit, json_option, main, store
+from migdash.cli.actions import report_jobs
+from migdash.cli.base import Actor, emit, json_option, main, requires, store
 from migdash.jobs.compare import (
     Comparison,
     LackedRevision,
@@ -13,7 +16,10 @@ from migdash.jobs.compare import (
     compare_environments,
     compare_targets,
 )
+from migdash.jobs.promote import Promotion, plan_promotion, request_promotion
+from migdash.permissions import Permission
 from migdash.store import registry
+from migdash.store.models import utcnow
 
 
 @main.command("compare")
@@ -71,3 +77,123 @@ def _lacks(name: str, other: str, lacked: tuple[LackedRevision, ...]) -> list[st
     for rev in lacked:
         lines.append(f"  {rev.revision}  {rev.message}  (lacked by {', '.join(rev.lacked_by)})")
     return lines
+
+
+@main.command("promote")
+@click.argument("project")
+@click.argument("source", metavar="FROM")
+@click.argument("destination", metavar="TO")
+@click.option(
+    "--plan", "show_plan", is_flag=True, help="Show what would be requested; queue nothing."
+)
+@click.option(
+    "--fingerprint",
+    default=None,
+    help="Refuse unless the plans are still the ones --plan showed (its fingerprint).",
+)
+@click.option("--wait", is_flag=True, help="Wait for the jobs to finish; exit 1 if one fails.")
+@click.option("--timeout", default=600.0, show_default=True, help="Seconds --wait waits.")
+@json_option
+@requires(Permission.REQUEST)
+def promote(
+    project: str,
+    source: str,
+    destination: str,
+    show_plan: bool,
+    fingerprint: str | None,
+    wait: bool,
+    timeout: float,
+    as_json: bool,
+    actor: Actor,
+) -> None:
+    """Bring every target of TO to FROM's revisions: one upgrade job per target, all or none.
+
+    The jobs take the normal path (plan, approval on a protected environment,
+    audit).  --plan shows each target's upgrade and the fingerprint to pass
+    back with --fingerprint, as the web's confirm page does.
+    """
+    with store() as (session, services):
+        found = registry.get_project(session, project)
+        envs = (
+            registry.get_environment(session, source),
+            registry.get_environment(session, destination),
+        )
+        if show_plan:
+            plan = plan_promotion(session, services.jobs, found, *envs)
+            session.commit()
+            emit(promotion_json(plan), as_json, describe_promotion(plan))
+            return
+        jobs = request_promotion(
+            session,
+            services.jobs,
+            found,
+            *envs,
+            actor=actor.name,
+            role=actor.role,
+            now=utcnow(),
+            seen=fingerprint,
+        )
+        session.commit()
+        job_ids = [job.id for job in jobs]
+    if not job_ids:
+        emit(
+            {"jobs": [], "nothing_to_do": True},
+            as_json,
+            f"nothing to do: every target of {destination} holds {source}'s revisions",
+        )
+        return
+    report_jobs(job_ids, wait, timeout, as_json, many=True)
+
+
+def promotion_json(plan: Promotion) -> dict[str, Any]:
+    return {
+        "project": plan.project,
+        "from": plan.source,
+        "to": plan.destination,
+        "protected": plan.protected,
+        "required_approvals": plan.required_approvals,
+        "source_revisions": list(plan.source_revisions),
+        "fingerprint": plan.fingerprint,
+        "order": {
+            "previous": plan.order.previous,
+            "rule": plan.order.rule,
+            "out_of_order": list(plan.order.out_of_order),
+            "unknown": list(plan.order.unknown),
+            "refused": plan.order.refused,
+        },
+        "targets": [
+            {
+                "target": t.target,
+                "state": t.state,
+                "current": list(t.current),
+                "destination": t.destination,
+                "lacks": list(t.lacks),
+                "keeps": list(t.keeps),
+                "plan_hash": t.plan.hash if t.plan else None,
+                "steps": [s.label for s in t.plan.steps] if t.plan else [],
+                "problem": t.problem,
+            }
+            for t in plan.targets
+        ],
+    }
+
+
+def describe_promotion(plan: Promotion) -> str:
+    """The promotion as a person reads it before confirming."""
+    held = " (protected: each job awaits approval)" if plan.protected else ""
+    lines = [f"{plan.project}: promote {plan.source} to {plan.destination}{held}"]
+    for t in plan.targets:
+        if t.problem:
+            lines.append(f"  {t.target}: cannot be planned: {t.problem}")
+        elif t.destination is None:
+            lines.append(f"  {t.target}: nothing to do")
+        else:
+            lines.append(f"  {t.target}: upgrade to {t.destination}, applying:")
+            lines += [f"    {rev}  {plan.messages.get(rev, '')}" for rev in t.lacks]
+    if plan.order.out_of_order:
+        verb = "refused" if plan.order.refused else "warning"
+        lines.append(
+            f"{verb}: {plan.order.previous} does not hold {', '.join(plan.order.out_of_order)} yet"
+        )
+    lines.append(f"fingerprint: {plan.fingerprint}")
+    return "\n".join(lines)

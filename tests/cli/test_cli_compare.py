@@ -95,3 +95,40 @@ def test_env_promotion_rule_is_set_shown_and_checked(
     cli("env", "edit", "prod", "--promotion-rule", "warn")
     with services_of(app).sessions() as session:
         assert registry.get_environment(session, "prod").promotion_rule == "warn"
+
+
+def test_promote_shows_the_plan_then_requests_one_job_per_target_that_lacks(
+    app: Flask,
+    make_project: Callable[..., Any],
+    register: Callable[..., dict[str, str]],
+    cli: Callable[..., Any],
+    cli_json: Callable[..., Any],
+    alembic_script: Callable[[Path], ScriptDirectory],
+) -> None:
+    project = make_project("merged")
+    register(
+        project,
+        {"staging-1": ("staging", "c3"), "prod-1": ("prod", "d4"), "prod-2": ("prod", "c3")},
+    )
+    script = alembic_script(project.location)
+
+    plan = cli_json("promote", "merged", "staging", "prod", "--plan")
+    text = cli("promote", "merged", "staging", "prod", "--plan").output
+    by_target = {t["target"]: t for t in plan["targets"]}
+
+    assert by_target["prod-1"]["lacks"] == alembic_upgrade(script, "c3", "d4")
+    assert by_target["prod-1"]["destination"] is not None
+    assert by_target["prod-2"]["destination"] is None
+    assert f"fingerprint: {plan['fingerprint']}" in text
+    stale = cli("promote", "merged", "staging", "prod", "--fingerprint", "0" * 64, ok=False)
+    assert stale.exit_code == 1
+    assert "Traceback" not in stale.output
+    assert "changed" in stale.output
+    assert cli_json("jobs") == [], "a stale fingerprint requests nothing"
+
+    jobs = cli_json("promote", "merged", "staging", "prod", "--fingerprint", plan["fingerprint"])
+
+    assert [(j["target"], j["kind"], j["state"]) for j in jobs] == [("prod-1", "upgrade", "queued")]
+    again = cli("promote", "merged", "staging", "prod", ok=False)
+    assert again.exit_code == 1
+    assert "already pending" in again.output

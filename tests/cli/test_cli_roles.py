@@ -91,6 +91,7 @@ CASES: dict[tuple[str, ...], list[str]] = {
     ("cancel",): ["{cancel}"],
     ("approve",): ["{approve}"],
     ("reject",): ["{reject}"],
+    ("promote",): ["promo", "stage", "live"],
 }
 
 
@@ -173,11 +174,18 @@ def workspace(
         ]:
             create_user(session, username, PASSWORD, role)
         registry.add_project(session, "linear", str(linear.location))
-        for shape, name in [("two_heads", "two_heads"), ("linear", "spare"), ("linear", "edited")]:
+        for shape, name in [
+            ("two_heads", "two_heads"),
+            ("linear", "spare"),
+            ("linear", "edited"),
+            ("linear", "promo"),
+        ]:
             registry.add_project(session, name, str(make_project(shape, name=name).location))
         registry.add_environment(session, "dev")
         registry.add_environment(session, "prod", protected=True)
         registry.add_environment(session, "empty")
+        registry.add_environment(session, "stage")
+        registry.add_environment(session, "live")
         for name, environment, url in [
             ("t-up", "dev", at_a1),
             ("t-down", "dev", at_head),
@@ -189,6 +197,12 @@ def workspace(
             ("p-reject", "prod", at_a1),
         ]:
             registry.add_target(session, name, project="linear", environment=environment, url=url)
+        promo = {
+            "s-src": ("stage", make_target(linear)),
+            "s-dst": ("live", make_target(linear, at="a1")),
+        }
+        for name, (environment, url) in promo.items():
+            registry.add_target(session, name, project="promo", environment=environment, url=url)
         _, token = create_token(session, get_user(session, "olga"), "ci", utcnow())
         session.commit()
         values = {"linear": str(linear.location), "at_a1": at_a1, "token": str(token.id)}
