@@ -5,7 +5,9 @@ one changed by hand, so their schema fingerprints differ) and aa02 in prod
 (protected).  Staging against prod: prod lacks aa03, and promoting
 staging to prod would run ``upgrade aa02 -> aa03`` on analytics-prod, held
 for approval.  Dev against prod: the promotion would skip staging, which
-does not hold aa04 yet, and the page says so.  Nothing is confirmed, so the
+does not hold aa04 yet, and the page says so.  analytics-qa against
+analytics-staging (targets): no revision lacked, and their schema diff
+names the hand-added column and nothing else.  Nothing is confirmed, so the
 demo stays as the other browser tests expect.  Every response is recorded:
 no error status (the ``page`` fixture) and no request storm.
 """
@@ -109,6 +111,26 @@ def test_compare_two_environments_and_read_what_promotion_would_run(
     warning = page.locator("#promote-dev-to-prod [data-order=warn]").inner_text()
     assert "staging comes before prod and does not hold aa04 yet" in warning
 
+    # two targets at one revision: nothing lacked either way, and their schema diff one click away
+    page.select_option("#target-a", "analytics-qa")
+    page.select_option("#target-b", "analytics-staging")
+    with page.expect_response(lambda r: "target_a=analytics-qa" in r.url) as answer:
+        page.click("#compare-targets")
+    assert answer.value.status == 200
+    page.locator("#schema-diff-link").wait_for()
+    assert page.locator("#a-lacks li[data-revision]").count() == 0
+    assert page.locator("#b-lacks li[data-revision]").count() == 0
+    page.get_by_role("link", name="Schema diff of analytics-qa and analytics-staging").click()
+    page.wait_for_url(re.compile(r"/schemas/diff\?left=analytics-qa&right=analytics-staging$"))
+    assert page.locator("#diff-summary").get_attribute("data-same") == "no"
+    rows = page.locator("#real-differences tbody tr").all_inner_texts()
+    # the demo's hand change (ALTER TABLE daily_rollups ADD COLUMN note), and nothing else
+    assert len(rows) == 1, rows
+    assert rows[0].split("\t")[:4] == ["added", "column", "daily_rollups", "note"]
+    page.screenshot(path=str(screenshots / "schema-diff.png"), full_page=True)
+
+    page.go_back()
+    page.wait_for_url(re.compile(r"/compare/analytics\?target_a=analytics-qa"))
     quiet_since = time.monotonic()
     page.wait_for_timeout(IDLE_MS)
     assert [path for at, _, path in network if at > quiet_since] == [], "the page polls"
