@@ -226,3 +226,10 @@ def postgres_url(postgres_server: str) -> Iterator[str]:
 @pytest.fixture
 def mariadb_url(mariadb_server: str) -> Iterator[str]:
     yield from _fresh_database(mariadb_server)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (``--dist loadgroup``) the browser tests share one worker and one demo."""
+    for item in items:
+        if item.get_closest_marker("e2e"):
+            item.add_marker(pytest.mark.xdist_group("e2e"))

@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import urlsplit
 
 import pytest
 import redis
@@ -236,7 +237,15 @@ def redis_server() -> str:
             pytest.fail(f"CI=true: {problem}")
         pytest.skip(problem)
     assert url is not None
-    return url
+    return _own_database(url)
+
+
+def _own_database(url: str) -> str:
+    """Under pytest-xdist each worker flushes a Redis database of its own (gw0 -> 1, gw1 -> 2)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw"):
+        return url
+    return urlsplit(url)._replace(path=f"/{int(worker[2:]) + 1}").geturl()
 
 
 @pytest.fixture
