@@ -226,7 +226,10 @@ def main() -> None:
             )
         print(f"ratio req/s overview / login: {loaded['rps'] / baseline['rps']:.2f}")
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        if os.environ.get("MIGDASH_BENCH_KEEP"):
+            print(f"kept {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from migdash.engine.scrub import scrub_text, url_secrets
 from migdash.engine.state import TargetState, TargetStatus, assess_target
 from migdash.errors import BrokenProject
 from migdash.store.models import Project, Snapshot, Target, utcnow
-from migdash.store.queries import latest_snapshots
+from migdash.store.queries import SnapshotRow, latest_snapshot_rows, latest_snapshots
 from migdash.store.schema_models import DriftCheck
 
 POSITION_UNKNOWN = frozenset({TargetState.UNREACHABLE, TargetState.NOT_PROBED})
@@ -102,12 +102,15 @@ def refresh_status(
     commits.
     """
     now = utcnow()
-    snapshots = latest_snapshots(session, [t.id for t in targets])
+    seen = latest_snapshot_rows(session, [t.id for t in targets])
     stale = [
         t
         for t in targets
-        if max_age is None or t.id not in snapshots or now - snapshots[t.id].checked_at > max_age
+        if max_age is None or t.id not in seen or now - seen[t.id].checked_at > max_age
     ]
+    if not stale:  # the steady state of an auto-refresh: nothing to probe, nothing to write
+        return reports_from(targets, seen)
+    snapshots = latest_snapshots(session, [t.id for t in stale])
     probes = dict(
         zip((t.id for t in stale), pool.probe_many([probe_request(t) for t in stale]), strict=True)
     )
@@ -128,7 +131,12 @@ def refresh_status(
 
 def cached_status(session: Session, targets: Sequence[Target]) -> list[TargetReport]:
     """Reports from the latest snapshots only (no probing); unprobed targets say so."""
-    snapshots = latest_snapshots(session, [t.id for t in targets])
+    return reports_from(targets, latest_snapshot_rows(session, [t.id for t in targets]))
+
+
+def reports_from(
+    targets: Sequence[Target], snapshots: Mapping[int, SnapshotRow]
+) -> list[TargetReport]:
     reports = []
     for target in targets:
         snapshot = snapshots.get(target.id)
@@ -189,7 +197,7 @@ def record_status(
     return record_snapshot(session, target, status, probe, previous, now)
 
 
-def report_from_snapshot(target: Target, snapshot: Snapshot) -> TargetReport:
+def report_from_snapshot(target: Target, snapshot: SnapshotRow) -> TargetReport:
     status = TargetStatus(
         state=TargetState(snapshot.state),
         current=tuple(snapshot.current),
@@ -207,13 +215,53 @@ def report_from_snapshot(target: Target, snapshot: Snapshot) -> TargetReport:
     )
 
 
+CELL_LISTS_ALL = 12
+"""A cell of at most this many targets lists every one of them."""
+ATTENTION_LIMIT = 25
+"""A bigger cell lists at most this many of the targets that need attention."""
+
+
 @dataclass(frozen=True)
 class OverviewCell:
-    """The targets of one project in one environment."""
+    """The targets of one project in one environment.
+
+    A fleet cell (hundreds of tenants) lists the targets that need attention
+    (not up to date, or flagged) and counts the rest by state, so the page
+    stays readable and cheap; ``?project=&environment=`` lists a cell in full.
+    """
 
     reports: tuple[TargetReport, ...]
+    """The targets listed, each with its state and revisions."""
     drift: Mapping[str, DriftCheck] = field(default_factory=dict)
     """Target name -> its latest check against the models, for targets that drifted."""
+    folded: tuple[tuple[str, int], ...] = ()
+    """(state, count) of the targets not listed, most frequent first."""
+    total: int = 0
+    """Every target of the cell, listed or not."""
+
+
+def fold_cell(
+    reports: Sequence[TargetReport],
+    drift: Mapping[str, DriftCheck],
+    flagged: frozenset[str] | set[str],
+    *,
+    full: bool = False,
+) -> OverviewCell:
+    """List a small cell (or a *full* one) whole; in a big one, list who needs attention."""
+    if full or len(reports) <= CELL_LISTS_ALL:
+        return OverviewCell(tuple(reports), drift, (), len(reports))
+    attention = [
+        r
+        for r in reports
+        if r.status.state is not TargetState.UP_TO_DATE or r.target in flagged or r.target in drift
+    ][:ATTENTION_LIMIT]
+    listed = {r.target for r in attention}
+    counts: dict[str, int] = {}
+    for report in reports:
+        if report.target not in listed:
+            counts[report.status.state.value] = counts.get(report.status.state.value, 0) + 1
+    folded = tuple(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+    return OverviewCell(tuple(attention), drift, folded, len(reports))
 
 
 @dataclass(frozen=True)
@@ -232,11 +280,16 @@ def build_overview(
     reports: Sequence[TargetReport],
     targets: Sequence[Target],
     drift: Mapping[int, DriftCheck] | None = None,
+    *,
+    flagged: frozenset[str] | set[str] = frozenset(),
+    full: bool = False,
 ) -> list[OverviewRow]:
     """Arrange reports into the projects x environments matrix the overview draws.
 
     *drift* maps target ids to their latest check against the models (read
-    in one query by the caller); a cell badges the targets whose check found drift.
+    in one query by the caller); a cell badges the targets whose check found
+    drift.  *flagged* names other targets a big cell must list (schema or
+    history flags); *full* lists every target of every cell.
     """
     drifted = {i: c for i, c in (drift or {}).items() if c.outcome == "drift"}
     placement = {t.id: (t.project_id, t.environment_id) for t in targets}
@@ -249,21 +302,17 @@ def build_overview(
         messages: dict[str, str] = {}
         cells = []
         for env_id in environment_ids:
-            cell_reports = tuple(grouped.get((project.id, env_id), ()))
-            for report in cell_reports:
+            cell_drift = {
+                r.target: drifted[r.target_id]
+                for r in grouped.get((project.id, env_id), ())
+                if r.target_id in drifted
+            }
+            cell = fold_cell(grouped.get((project.id, env_id), ()), cell_drift, flagged, full=full)
+            for report in cell.reports:
                 for rev in report.status.current:
                     if graph is not None and rev in graph.nodes:
                         messages[rev] = graph.nodes[rev].message
-            cells.append(
-                OverviewCell(
-                    cell_reports,
-                    {
-                        r.target: drifted[r.target_id]
-                        for r in cell_reports
-                        if r.target_id in drifted
-                    },
-                )
-            )
+            cells.append(cell)
         rows.append(OverviewRow(project, tuple(cells), messages, problem))
     return rows
 

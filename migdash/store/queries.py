@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, selectinload
@@ -49,6 +51,42 @@ def latest_snapshots(session: Session, target_ids: Sequence[int]) -> dict[int, S
         .subquery()
     )
     rows = session.scalars(sa.select(Snapshot).join(newest, Snapshot.id == newest.c.id)).all()
+    return {row.target_id: row for row in rows}
+
+
+class SnapshotRow(Protocol):
+    """What a report needs of a snapshot: an ORM :class:`Snapshot` or a plain row of it."""
+
+    target_id: int
+    state: str
+    current: list[str]
+    heads: list[str]
+    pending: list[str]
+    error: str | None
+    checked_at: datetime
+
+
+def latest_snapshot_rows(session: Session, target_ids: Sequence[int]) -> dict[int, SnapshotRow]:
+    """:func:`latest_snapshots` as plain rows, for reading only: a thousand-target overview
+    pays no ORM identity map for them."""
+    if not target_ids:
+        return {}
+    newest = (
+        sa.select(sa.func.max(Snapshot.id).label("id"))
+        .where(Snapshot.target_id.in_(target_ids))
+        .group_by(Snapshot.target_id)
+        .subquery()
+    )
+    columns = [
+        Snapshot.target_id,
+        Snapshot.state,
+        Snapshot.current,
+        Snapshot.heads,
+        Snapshot.pending,
+        Snapshot.error,
+        Snapshot.checked_at,
+    ]
+    rows = session.execute(sa.select(*columns).join(newest, Snapshot.id == newest.c.id))
     return {row.target_id: row for row in rows}
 
 

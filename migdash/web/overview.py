@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from flask import Blueprint, current_app
+from flask import Blueprint, current_app, request
 from werkzeug.wrappers import Response
 
 from migdash.jobs.drift import DriftKind, latest_drift_checks
@@ -12,6 +12,7 @@ from migdash.jobs.schemas import fleet_groups, latest_schema_snapshots, schema_m
 from migdash.permissions import Permission
 from migdash.services import services_of
 from migdash.status import build_overview, cached_status, refresh_status
+from migdash.store import registry
 from migdash.store.queries import all_environments, all_projects, find_targets
 from migdash.web.auth import requires
 from migdash.web.db import db
@@ -20,10 +21,24 @@ from migdash.web.htmx import render_page_or_partial
 bp = Blueprint("overview", __name__)
 
 
+def _filters() -> dict[str, str]:
+    """``?project=`` and ``?environment=``: one row, one column, or one cell listed in full."""
+    return {
+        name: request.args[name].strip()
+        for name in ("project", "environment")
+        if request.args.get(name, "").strip()
+    }
+
+
 def _render(*, probe: bool, force: bool = False) -> Response:
     session = db()
     services = services_of()
-    targets = find_targets(session)
+    filters = _filters()
+    if "project" in filters:
+        registry.get_project(session, filters["project"])  # NotFound names it
+    if "environment" in filters:
+        registry.get_environment(session, filters["environment"])
+    targets = find_targets(session, **filters)
     if probe:
         max_age = (
             None if force else timedelta(seconds=current_app.config["MIGDASH_REFRESH_SECONDS"])
@@ -34,15 +49,10 @@ def _render(*, probe: bool, force: bool = False) -> Response:
         session.commit()
     else:
         reports = cached_status(session, targets)
-    environments = all_environments(session)
-    rows = build_overview(
-        services.catalog,
-        all_projects(session),
-        [e.id for e in environments],
-        reports,
-        targets,
-        latest_drift_checks(session, [t.id for t in targets]),
-    )
+    environments = [
+        e for e in all_environments(session) if e.name == filters.get("environment", e.name)
+    ]
+    projects = [p for p in all_projects(session) if p.name == filters.get("project", p.name)]
     ids = [t.id for t in targets]
     mismatches = schema_mismatches(fleet_groups(reports, latest_schema_snapshots(session, ids)))
     names = {t.id: t.name for t in targets}
@@ -51,6 +61,16 @@ def _render(*, probe: bool, force: bool = False) -> Response:
         for target_id, check in latest_drift_checks(session, ids, DriftKind.HISTORY).items()
         if check.outcome in ("drift", "stamped_not_applied")
     }
+    rows = build_overview(
+        services.catalog,
+        projects,
+        [e.id for e in environments],
+        reports,
+        targets,
+        latest_drift_checks(session, ids),
+        flagged=set(mismatches) | set(history),
+        full=len(filters) == 2,
+    )
     return render_page_or_partial(
         "overview/index.html",
         "partials/overview/matrix.html",
@@ -58,6 +78,7 @@ def _render(*, probe: bool, force: bool = False) -> Response:
         mismatches=mismatches,
         history_drift=history,
         environments=environments,
+        filters=filters,
         refresh_seconds=current_app.config["MIGDASH_REFRESH_SECONDS"],
     )
 
