@@ -58,9 +58,10 @@ class TargetReport:
             "environment": self.environment,
             "target": self.target,
             "state": self.status.state.value,
-            "current": list(self.status.current),
+            # null, not [], where the database has not told us: [] would claim "nothing"
+            "current": list(self.status.current) if self.revisions_known else None,
             "heads": list(self.status.heads),
-            "pending": list(self.status.pending),
+            "pending": list(self.status.pending) if self.pending_known else None,
             "error": self.status.error,
             "checked_at": self.checked_at.isoformat() + "Z" if self.checked_at else None,
         }

@@ -65,9 +65,13 @@ def test_status_json_fields(
     for report in reports.values():
         assert set(report) == STATUS_FIELDS
         assert report["project"] == "two_heads"
-        assert isinstance(report["current"], list)
-        assert isinstance(report["pending"], list)
         assert isinstance(report["heads"], list)
+    for name in ("db-head", "db-a1", "db-empty"):
+        assert isinstance(reports[name]["current"], list)
+        assert isinstance(reports[name]["pending"], list)
+    # the unreachable database told us nothing: unknown is null, never an empty list
+    dead = reports["db-dead"]
+    assert (dead["state"], dead["current"], dead["pending"]) == ("unreachable", None, None)
     head, behind = reports["db-head"], reports["db-a1"]
     assert (head["state"], sorted(head["current"]), head["pending"], head["error"]) == (
         "up_to_date",
