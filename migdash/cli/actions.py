@@ -26,7 +26,7 @@ from migdash.jobs.consumer import run_worker
 from migdash.jobs.plans import make_plan
 from migdash.jobs.records import job_json
 from migdash.jobs.requests import cancel_job, request_project_action, request_target_action
-from migdash.permissions import Permission
+from migdash.permissions import Permission, require
 from migdash.services import services_of
 from migdash.store import registry
 from migdash.store.models import Job, JobState, utcnow
@@ -70,6 +70,9 @@ def _target_command(kind: str) -> click.Command:
             row = registry.get_target(session, target)
             name, role = resolve_actor(session, actor)
             if sql:
+                # the plan shows SQL and names revision files: the web's plan page needs
+                # the operator role, and so does this
+                require(role, Permission.REQUEST, actor=name)
                 plan = make_plan(services.jobs, row, kind, revision, purge=purge)
                 emit(
                     {

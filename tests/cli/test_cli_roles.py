@@ -343,3 +343,19 @@ def test_a_viewer_is_refused_the_checks_that_run_project_code(
     assert snapshot(app) == before
     (option,) = [p for p in find_command(path).params if "--as" in p.opts]
     assert option.envvar == "MIGDASH_CLI_USER"
+
+
+@pytest.mark.parametrize("kind", ["upgrade", "downgrade", "stamp"])
+def test_the_offline_plan_needs_the_role_its_web_page_needs(
+    app: Flask, workspace: Workspace, kind: str
+) -> None:
+    """``--sql`` shows the plan's SQL, as the web's plan page does for operators only."""
+    revision = {"upgrade": "heads", "downgrade": "-1", "stamp": "b2"}[kind]
+    before = snapshot(app)
+    viewer = workspace.invoke([kind, "t-down", revision, "--sql"], env={"MIGDASH_CLI_USER": "vera"})
+    operator = workspace.invoke([kind, "t-down", revision, "--sql", "--as", "olga"])
+
+    assert viewer.exit_code == 1
+    assert "vera (viewer) may not" in viewer.output
+    assert operator.exit_code == 0, operator.output
+    assert snapshot(app) == before
