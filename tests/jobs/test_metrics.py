@@ -19,6 +19,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from migdash.jobs import metrics
 from migdash.jobs.heartbeat import beat
 from migdash.jobs.metrics import job_durations
 from migdash.services import services_of
@@ -220,6 +221,13 @@ def _check_durations(found: dict[tuple[str, str], tuple[list[tuple[str, float]],
 
 
 def test_job_durations_on_sqlite(tmp_path: Any) -> None:
+    _check_durations(_durations_on(f"sqlite:///{tmp_path / 'm.db'}"))
+
+
+def test_job_durations_of_a_dialect_without_sql_for_them(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(metrics, "seconds_between", lambda *_: None)
     _check_durations(_durations_on(f"sqlite:///{tmp_path / 'm.db'}"))
 
 
