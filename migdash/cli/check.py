@@ -97,7 +97,8 @@ def check(
     multiple-heads (a project has more than one head), unreachable. Exits 0
     on pass, 1 when a condition holds, 2 when the check itself failed.
     """
-    if token and not server:
+    given = click.get_current_context().get_parameter_source("token")
+    if token and not server and given != click.core.ParameterSource.ENVIRONMENT:
         raise click.UsageError("--token is only for --server")
     if server and not token:
         raise click.UsageError("--server needs --token (or MIGDASH_TOKEN): a viewer's API token")

@@ -188,6 +188,14 @@ def test_what_cannot_be_judged_exits_2(
     assert result.exit_code == 2, result.output
 
 
+def test_a_token_in_the_environment_does_not_stop_a_local_check(
+    runner: FlaskCliRunner, build: Callable[[str], str]
+) -> None:
+    build("clean")
+    result = runner.invoke(main, ["check"], env={"MIGDASH_TOKEN": "from-the-ci-secrets"})
+    assert result.exit_code == 0, result.output
+
+
 def test_a_project_that_cannot_be_loaded_exits_2(
     app: Flask, runner: FlaskCliRunner, build: Callable[[str], str], tmp_path: Path
 ) -> None:

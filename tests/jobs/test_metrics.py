@@ -65,6 +65,7 @@ def test_metrics_follow_a_job_that_runs(
     register: Callable[..., None],
     cli_json: Callable[..., Any],
     run_queue: Callable[[], int],
+    make_app: Callable[..., Flask],
 ) -> None:
     project = make_project("linear", name="shop")
     register(project, **{"shop-dev": make_target(project, at="a1")})
@@ -109,6 +110,8 @@ def test_metrics_follow_a_job_that_runs(
         took, abs=0.01
     )
     assert value(after, "migdash_target_probe_duration_seconds", **where) is not None
+    other = make_app().test_client()  # another web process: the same values, read from the DB
+    assert scrape(other, token) == after
 
 
 def test_lock_waits_and_worker_heartbeat_are_reported(
