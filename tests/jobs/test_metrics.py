@@ -23,7 +23,8 @@ from migdash.jobs import metrics
 from migdash.jobs.heartbeat import beat
 from migdash.jobs.metrics import job_durations
 from migdash.services import services_of
-from migdash.store.models import Base, Job, JobState, Role, utcnow
+from migdash.store import registry
+from migdash.store.models import Base, Job, JobState, Role, TargetLease, utcnow
 from migdash.store.session import create_db_engine
 from migdash.store.tokens import create_token
 from migdash.store.users import create_user, get_user
@@ -114,36 +115,50 @@ def test_metrics_follow_a_job_that_runs(
     assert scrape(other, token) == after
 
 
-def test_lock_waits_and_worker_heartbeat_are_reported(
-    app: Flask, client: FlaskClient, token: str
+def test_a_job_waiting_for_its_targets_lock_is_reported(
+    app: Flask,
+    client: FlaskClient,
+    token: str,
+    make_project: Callable[..., Any],
+    make_target: Callable[..., str],
+    register: Callable[..., None],
+    cli_json: Callable[..., Any],
+    run_queue: Callable[[], int],
 ) -> None:
-    now = utcnow()
+    """Another worker's job holds the target's lease: the worker leaves the job queued, waiting."""
+    project = make_project("linear", name="shop")
+    register(project, **{"shop-dev": make_target(project, at="a1")})
     with services_of(app).sessions() as session:
-        session.add_all(
-            [
-                Job(
-                    kind="upgrade",
-                    project_name="p",
-                    requested_by="x",
-                    state=JobState.QUEUED,
-                    requested_at=now - timedelta(seconds=90),
-                    note="waiting for lock held by job 3",
-                ),
-                Job(
-                    kind="upgrade",
-                    project_name="p",
-                    requested_by="x",
-                    state=JobState.QUEUED,
-                    requested_at=now - timedelta(seconds=30),
-                    note=None,
-                ),
-            ]
+        target = registry.get_target(session, "shop-dev")
+        holder = Job(
+            kind="upgrade",
+            project_name="shop",
+            requested_by="x",
+            state=JobState.RUNNING,
+            started_at=utcnow(),
+            heartbeat_at=utcnow(),
         )
+        session.add(holder)
+        session.flush()
+        session.add(TargetLease(target_id=target.id, job_id=holder.id, worker="elsewhere:1"))
         session.commit()
+    assert value(scrape(client, token), "migdash_jobs_waiting_for_lock") == 0
+    assert value(scrape(client, token), "migdash_target_leases") == 1
+    waiting = cli_json("upgrade", "shop-dev", "heads")["id"]
+    run_queue()
+    with services_of(app).sessions() as session:
+        job = session.get(Job, waiting)
+        assert job is not None
+        assert job.state == JobState.QUEUED
+        assert job.note is not None
+        assert job.note.startswith(f"waiting for lock held by job {holder.id} on elsewhere:1")
     samples = scrape(client, token)
     assert value(samples, "migdash_jobs_waiting_for_lock") == 1
-    assert 89 <= (value(samples, "migdash_lock_wait_oldest_seconds") or 0) < 120
-    assert value(samples, "migdash_worker_heartbeat_age_seconds") is None
+    assert 0 <= (value(samples, "migdash_lock_wait_oldest_seconds") or -1) < 60
+
+
+def test_the_worker_heartbeat_age_is_reported(app: Flask, client: FlaskClient, token: str) -> None:
+    assert value(scrape(client, token), "migdash_worker_heartbeat_age_seconds") is None
     beat(services_of(app).queue, "w1", utcnow() - timedelta(seconds=7))
     samples = scrape(client, token)
     assert 7 <= (value(samples, "migdash_worker_heartbeat_age_seconds") or 0) < 30
