@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from migdash.cli import (
     actions,
+    check,
     compare,
     drift,
     people,
@@ -23,6 +24,7 @@ from migdash.cli.base import main
 
 __all__ = [
     "actions",
+    "check",
     "compare",
     "drift",
     "main",

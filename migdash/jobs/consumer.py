@@ -6,8 +6,10 @@ import logging
 import threading
 from typing import Any
 
+from migdash.jobs.heartbeat import beat
 from migdash.jobs.queue import JobQueue
 from migdash.jobs.worker import Worker, WorkerSettings
+from migdash.store.models import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +51,9 @@ def run_worker(services: Any, threads: int) -> None:
 def _reap_forever(worker: Worker, stop: threading.Event) -> None:
     interval = max(0.5, min(5.0, worker.settings.heartbeat_timeout / 3))
     sweeps = 0
+    _beat(worker)
     while not stop.wait(interval):
+        _beat(worker)
         try:
             for job_id in worker.reap():
                 log.warning("job %s interrupted: its worker stopped sending heartbeats", job_id)
@@ -58,3 +62,11 @@ def _reap_forever(worker: Worker, stop: threading.Event) -> None:
                 worker.requeue_stale()
         except Exception:  # noqa: BLE001 - the reaper must outlive a bad moment of the DB
             log.exception("reaper pass failed; trying again")
+
+
+def _beat(worker: Worker) -> None:
+    """Tell ``/readyz`` a worker is alive; a queue that cannot be reached is only logged."""
+    try:
+        beat(worker.queue, worker.name, utcnow())
+    except Exception:  # noqa: BLE001 - the loop must outlive a bad moment of the queue
+        log.exception("worker heartbeat not written; trying again")

@@ -21,8 +21,10 @@ def register_web(app: Flask) -> None:
         audit,
         auth,
         compare,
+        health,
         history,
         jobs,
+        metrics,
         overview,
         projects,
         schemas,
@@ -51,6 +53,8 @@ def register_web(app: Flask) -> None:
         approvals,
         audit,
         api,
+        health,
+        metrics,
     ):
         app.register_blueprint(module.bp)
     csrf.exempt(api.bp)  # token-authenticated, no cookies: nothing for CSRF to protect

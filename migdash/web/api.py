@@ -17,6 +17,7 @@ from migdash.engine.scrub import mask_url
 from migdash.errors import InvalidInput
 from migdash.jobs import approvals
 from migdash.jobs.approvals import current_plan
+from migdash.jobs.ci_check import gather_check_facts
 from migdash.jobs.records import TARGET_ACTIONS, get_job, job_json, list_jobs
 from migdash.jobs.records import job_log as read_log
 from migdash.jobs.requests import cancel_job, request_target_action
@@ -78,6 +79,23 @@ def status() -> Response:
     else:
         reports = cached_status(session, targets)
     return jsonify([r.as_json() for r in reports])
+
+
+@bp.get("/check")
+@permission(Permission.VIEW)
+def check() -> Response:
+    """What ``migdash check --server`` judges: targets (probed with ``probe=1``), drift, heads."""
+    session, services = db(), services_of()
+    facts = gather_check_facts(
+        session,
+        services.jobs,
+        project=request.args.get("project") or None,
+        environment=request.args.get("env") or None,
+        probe=request.args.get("probe") == "1",
+        now=utcnow(),
+    )
+    session.commit()
+    return jsonify(facts)
 
 
 @bp.get("/targets")

@@ -23,11 +23,12 @@ from migdash.extensions import limiter, login_manager
 from migdash.permissions import Permission, require
 from migdash.store import audit
 from migdash.store.users import LoginUser, authenticate, load_user
+from migdash.web import health, metrics
 from migdash.web.db import db
 
 bp = Blueprint("auth", __name__)
 F = TypeVar("F", bound=Callable[..., Any])
-PUBLIC_ENDPOINTS = frozenset({"auth.login", "static"})
+PUBLIC_ENDPOINTS = frozenset({"auth.login", "static"}) | health.PUBLIC | metrics.PUBLIC
 
 
 class LoginForm(FlaskForm):

@@ -51,6 +51,8 @@ READ_ONLY = {
     ("diff",),
     ("snapshot",),
     ("timeline",),
+    # the CI gate: probes and records snapshots as status does; reads the latest drift checks
+    ("check",),
 }
 CHECKS = {
     ("drift",): ["t-up"],

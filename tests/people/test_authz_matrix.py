@@ -44,6 +44,10 @@ MINIMUM_ROLE = {
 """The policy as documented (DESIGN.md and the permission docstrings), not read from the code."""
 RANK = ("viewer", "operator", "approver", "admin")
 PUBLIC = frozenset({"auth.login"})
+OPEN = frozenset({"health.healthz", "health.readyz"})
+"""Answer anyone (load balancers): JSON about the process, never the world's data."""
+TOKEN_TEXT = frozenset({"metrics.metrics"})
+"""Token-authenticated like the API, answering Prometheus text rather than JSON when allowed."""
 SKIPPED = frozenset({"static"})
 
 
@@ -101,6 +105,10 @@ PATHS: dict[str, str] = {
     "/compare/<name>": "/compare/shop?a=dev&b=prod",
     "/compare/<name>/promote": "/compare/shop/promote?from=prod&to=dev",
     "/api/v1/status": "/api/v1/status",
+    "/api/v1/check": "/api/v1/check?project=shop&env=dev",
+    "/healthz": "/healthz",
+    "/readyz": "/readyz",
+    "/metrics": "/metrics",
     "/api/v1/targets": "/api/v1/targets",
     "/api/v1/jobs": "/api/v1/jobs",
     "/api/v1/jobs/<int:job_id>": "/api/v1/jobs/{finished}",
@@ -144,7 +152,7 @@ class Case:
 
     @property
     def api(self) -> bool:
-        return self.endpoint.startswith("api.")
+        return self.endpoint.startswith("api.") or self.endpoint in TOKEN_TEXT
 
 
 def collect_cases() -> list[Case]:
@@ -335,7 +343,7 @@ def test_every_web_view_declares_its_permission() -> None:
         unmarked = {
             endpoint
             for endpoint, view in app.view_functions.items()
-            if endpoint not in SKIPPED | PUBLIC
+            if endpoint not in SKIPPED | PUBLIC | OPEN
             and not isinstance(getattr(view, "required_permission", None), Permission)
         }
         services_of(app).probes.close()
@@ -397,6 +405,12 @@ def send(world: World, case: Case, role: str) -> TestResponse:
 @pytest.mark.parametrize("role", ROLES)
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c.method} {c.rule}")
 def test_matrix(world: World, case: Case, role: str) -> None:
+    if case.endpoint in OPEN:  # health: the same JSON for everyone, nothing about the world
+        response = send(world, case, role)
+        assert response.status_code in (200, 503)
+        assert response.get_json()["status"] in ("ok", "ready", "not_ready")
+        assert "shop" not in response.get_data(as_text=True)
+        return
     if case.endpoint in PUBLIC:  # the sign-in page: open to all, and no way in without a password
         response = send(world, case, role)
         assert response.status_code == 200
@@ -413,6 +427,9 @@ def test_matrix(world: World, case: Case, role: str) -> None:
 
     if case.api:
         body = response.get_json(silent=True)
+        if case.endpoint in TOKEN_TEXT and status == 200:
+            assert response.mimetype == "text/plain"
+            body = {}
         assert isinstance(body, (dict, list)), f"the API answered {response.mimetype}"
         if role == "anonymous":
             assert status == 401

@@ -68,6 +68,7 @@ from werkzeug.test import TestResponse
 
 from migdash import create_app
 from migdash.jobs.consumer import build_worker
+from migdash.jobs.heartbeat import beat
 from migdash.jobs.requests import request_target_action
 from migdash.scaffold import RevisionSpec, write_project
 from migdash.services import services_of
@@ -168,6 +169,10 @@ INPUTS: dict[str, tuple[str, ...]] = {
     "audit.export_csv": AUDIT,
     "audit.export_json": AUDIT,
     "api.status": ("project", "env", "probe"),
+    "api.check": ("project", "env", "probe"),
+    "health.healthz": (),
+    "health.readyz": (),
+    "metrics.metrics": (),
     "api.targets": (),
     "api.jobs": ("state", "project", "target", "limit"),
     "api.create_job": ("target", "action", "revision", "purge", "plan_hash"),
@@ -395,7 +400,12 @@ class Case:
 
     @property
     def api(self) -> bool:
-        return self.rule.startswith("/api/")
+        return token_path(self.rule)
+
+
+def token_path(path: str) -> bool:
+    """Paths that take the API token (``/metrics`` too), not the session cookie."""
+    return path.startswith("/api/") or path == "/metrics"
 
 
 SYNTHETIC = (
@@ -878,7 +888,7 @@ def synthetic_sweep(case: Case, site: Site) -> list[Sent]:
 def send(site: Site, sent: Sent) -> TestResponse:
     client = site.app.test_client()
     headers = {"HX-Request": "true"} if sent.htmx else {}
-    if sent.path.startswith("/api/"):
+    if token_path(sent.path):
         if sent.authorization is not None:
             token = site.token if sent.authorization == TOKEN else sent.authorization
             headers["Authorization"] = f"Bearer {token}"
@@ -920,7 +930,7 @@ def check_answer(sent: Sent, response: TestResponse) -> None:
     assert sent.expect in (None, status), f"{status}, not {sent.expect}, for {sent!r}"
     if status < 400:
         return
-    if sent.path.startswith("/api/"):
+    if sent.path.startswith("/api/") or (sent.path == "/metrics" and response.is_json):
         assert response.mimetype == "application/json", (status, sent, body[:500])
         error = response.get_json()["error"]
         assert re.fullmatch(r"[a-z][a-z_]*", error["code"]), error
@@ -978,6 +988,8 @@ def test_the_random_part_alone_sends_at_least_1000_requests_per_run() -> None:
 @pytest.mark.parametrize("case", [*CASES, *SYNTHETIC], ids=lambda c: f"{c.method} {c.rule}")
 def test_no_input_gets_a_5xx_and_every_4xx_names_the_problem(world: World, case: Case) -> None:
     statuses: list[int] = []
+    if case.endpoint == "health.readyz":  # a worker is alive, so readiness gets past its checks
+        beat(services_of(world.app).queue, "fuzz-worker", utcnow())
 
     @settings(
         max_examples=budget(case),
