@@ -141,6 +141,7 @@ def history(name: str) -> str:
         reports=reports,
         unplaced=unplaced(graph, reports) if graph else list(reports),
         **_history_page(graph, reports, "projects.history", project.name),
+        **_poll(),
     )
 
 
