@@ -172,8 +172,10 @@ def test_the_default_dag_of_10000_revisions_is_a_small_window(
     html = response.get_data(as_text=True)
     assert response.status_code == 200
     assert len(response.data) < 1_000_000, f"the page ships {len(response.data)} bytes"
-    assert dot_sizes and max(dot_sizes) <= MAX_DOT_NODES, dot_sizes
-    assert 'id="graph-window"' in html and "around the heads" in html
+    assert dot_sizes
+    assert max(dot_sizes) <= MAX_DOT_NODES, dot_sizes
+    assert 'id="graph-window"' in html
+    assert "around the heads" in html
     svg = section(html, '<div class="svg-wrap" id="revision-graph">', "</div>")
     assert svg.count('class="node"') >= 10
     assert elapsed < FIRST_REQUEST_BUDGET, f"a loaded page took {elapsed:.2f} s"
@@ -195,7 +197,8 @@ def test_search_centres_the_window_on_the_revision_found(
     html = viewer.get(f"/projects/big10000?q={wanted[:8]}&depth=5").get_data(as_text=True)
 
     window = section(html, 'id="graph-window"', "</p>")
-    assert wanted[:12] in window and "around the heads" not in window
+    assert wanted[:12] in window
+    assert "around the heads" not in window
     svg = section(html, '<div class="svg-wrap" id="revision-graph">', "</div>")
     assert f"/projects/big10000/revisions/{wanted}" in svg
     assert max(dot_sizes) <= MAX_DOT_NODES
@@ -244,5 +247,6 @@ def test_the_whole_drawing_of_a_big_graph_is_made_in_the_background(
     response = viewer.get("/projects/big10000/graph.svg")
     assert response.status_code == 202
     assert response.headers["Retry-After"]
-    assert drawn and drawn[0] > MAX_DOT_NODES
+    assert drawn
+    assert drawn[0] > MAX_DOT_NODES
     assert re.search(r"\d+ boxes", response.get_data(as_text=True))
