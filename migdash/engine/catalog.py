@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,8 @@ Signature = tuple[tuple[str, int, int], ...]
 LOAD_TIMEOUT = 300.0
 BACKGROUND_FROM = 500
 """Projects with at least this many revision files load in the background for pages."""
+RECHECK_AFTER = 1.0
+"""Pages re-sign a big project's folder at most this often (10,000 stat calls cost ~50 ms)."""
 
 
 @dataclass(frozen=True)
@@ -49,19 +52,27 @@ class GraphCatalog:
         self._guard = threading.Lock()
         self._cache_dir = cache_dir
         self._loading: dict[str, threading.Thread] = {}
+        self._checked: dict[str, float] = {}
 
-    def graph_or_none(self, location: str, *, wait: float = 0.5) -> RevisionGraph | None:
+    def graph_or_none(self, location: str, *, wait: float = 0.25) -> RevisionGraph | None:
         """The graph if ready within *wait* seconds, else None while it loads in the background.
 
         A page calls this so that the first request after start-up never waits
         on a cold load of thousands of revision files: a small project (fewer
         than :data:`BACKGROUND_FROM` files) loads at once as :meth:`graph`
         does; a big one loads on a thread that waits for the loader child, and
-        every caller meanwhile gets None (one load, whoever asks).  Raises
-        :class:`BrokenProject` like :meth:`graph` once the load has failed.
+        every caller meanwhile gets None (one load, whoever asks).  A big
+        project's folder is re-signed at most every :data:`RECHECK_AFTER`
+        seconds, so an edit shows within that.  Raises :class:`BrokenProject`
+        like :meth:`graph` once the load has failed.
         """
-        signature = project_signature(location, self._folders.get(location))
         entry = self._entries.get(location)
+        checked = self._checked.get(location, -RECHECK_AFTER)
+        if entry is not None and time.monotonic() - checked < RECHECK_AFTER:
+            return self.graph(location, entry.signature)  # big, and signed a moment ago
+        signature = project_signature(location, self._folders.get(location))
+        if len(signature) >= BACKGROUND_FROM:
+            self._checked[location] = time.monotonic()
         if entry is None or entry.signature != signature:
             if len(signature) < BACKGROUND_FROM:
                 return self.graph(location, signature)
@@ -118,6 +129,7 @@ class GraphCatalog:
         with self._lock_for(location):
             self._entries.pop(location, None)
             self._folders.pop(location, None)
+            self._checked.pop(location, None)
 
     def _lock_for(self, location: str) -> threading.Lock:
         with self._guard:

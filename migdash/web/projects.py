@@ -184,7 +184,7 @@ def render_project(
 
 
 def _graph_state(
-    project: Project, wait: float = 0.5
+    project: Project, wait: float = 0.25
 ) -> tuple[RevisionGraph | None, str | None, bool]:
     """(graph, why it cannot load, still loading): a big project loads in the background."""
     try:

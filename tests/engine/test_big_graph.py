@@ -21,6 +21,7 @@ from migdash.engine.catalog import GraphCatalog
 from migdash.engine.graph import RevisionGraph, graph_from_data
 from migdash.engine.render import MAX_DOT_NODES, build_dot, dot_node_count
 from migdash.engine.window import WINDOW_LIMIT, search_revisions, window_around
+from migdash.scaffold import RevisionSpec, write_revision
 from migdash.synthetic import synthetic_revisions, write_synthetic_project
 
 
@@ -148,3 +149,28 @@ def test_search_finds_ids_prefixes_labels_and_messages(graph: RevisionGraph) -> 
         == [rev for rev in graph.history if "merge side branch" in graph.nodes[rev].message][:20]
     )
     assert search_revisions(graph, "   ") == []
+
+
+def test_a_change_to_a_big_project_is_loaded_again_after_the_recheck_interval(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(catalog_module, "BACKGROUND_FROM", 10)
+    location = write_synthetic_project(tmp_path / "p", 40)
+    catalog = GraphCatalog(tmp_path / "cache")
+    before = wait_for(catalog, location)
+    head = before.heads[0]
+    write_revision(location / "versions", RevisionSpec("feedface0001", head, "one more"))
+    assert catalog.graph_or_none(str(location), wait=0.0) is before  # signed a moment ago
+    monkeypatch.setattr(catalog_module, "RECHECK_AFTER", 0.0)
+    after = wait_for(catalog, location)
+    assert len(after) == len(before) + 1
+    assert "feedface0001" in after.heads
+
+
+def wait_for(catalog: GraphCatalog, location: Path) -> RevisionGraph:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        graph = catalog.graph_or_none(str(location), wait=0.1)
+        if graph is not None:
+            return graph
+    pytest.fail("the graph did not load")
