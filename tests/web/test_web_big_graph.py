@@ -94,12 +94,13 @@ def wait_for_graph(client: FlaskClient, name: str) -> None:
 
 @pytest.fixture
 def dot_sizes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Node counts of every drawing a page hands to ``dot`` during the test."""
+    """Node counts of every drawing a page hands to ``dot``; more than the limit fails at once."""
     sizes: list[int] = []
     real = project_views.render_svg
 
     def spy(dot: graphviz.Digraph, **kwargs: Any) -> str:
         sizes.append(dot_node_count(dot))
+        assert sizes[-1] <= MAX_DOT_NODES, f"a request waits on dot for {sizes[-1]} nodes"
         return real(dot, **kwargs)
 
     monkeypatch.setattr(project_views, "render_svg", spy)
