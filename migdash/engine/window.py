@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from migdash.engine.graph import RevisionGraph
 
-DEFAULT_DEPTH = 12
+DEFAULT_DEPTH = 20
 MAX_DEPTH = 200
 WINDOW_LIMIT = 400
 """At most this many revisions in one window (well under what ``dot`` lays out in a second)."""

@@ -174,6 +174,7 @@ def render_project(
         loading=loading,
         reports=reports,
         drawing=_drawing(project.name, graph, reports) if graph else None,
+        default_depth=DEFAULT_DEPTH,
         branch_targets=targets_by_head(graph, reports) if graph else {},
         unplaced=unplaced(graph, reports) if graph else list(reports),
         merge_form=merge_form or TypedForm(),
