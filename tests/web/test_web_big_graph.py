@@ -131,27 +131,17 @@ def test_first_request_answers_while_the_graph_loads_in_the_background(
     fragment = section(html, 'id="graph-loading"', "</section>")
     assert 'hx-trigger="load delay:2s"' in fragment, "one poll per fragment, never a storm"
     assert "every " not in fragment
-
-    wait_for_graph(viewer, project.name)
-    loaded = viewer.get(page).get_data(as_text=True)
-    assert "Loading graph…" not in loaded
-    assert len(history_rows(loaded)) == 50
-
-
-def test_a_loading_fragment_asks_again_once_and_reloads_when_the_graph_is_in(
-    app: Flask,
-    viewer: FlaskClient,
-    register_project: Callable[..., Any],
-    big_projects: dict[int, BigProject],
-) -> None:
-    project = big_projects[10_000]
-    register_project(project)
-    viewer.get("/projects/big10000")
     polled = viewer.get("/projects/big10000/loading", headers={"HX-Request": "true"})
     assert "HX-Refresh" not in polled.headers
     assert polled.get_data(as_text=True).count("hx-trigger=") == 1
+    listing = viewer.get("/projects/").get_data(as_text=True)
+    assert re.search(r'<td colspan="2" class="loading">loading graph…</td>', listing)
+
     wait_for_graph(viewer, project.name)
-    assert not services_of(app).catalog.loading(str(project.location))
+    assert not catalog.loading(str(project.location))
+    loaded = viewer.get(page).get_data(as_text=True)
+    assert "Loading graph…" not in loaded
+    assert len(history_rows(loaded)) == 50
 
 
 @pytest.mark.usefixtures("warmed")
