@@ -17,9 +17,15 @@ import pytest
 from alembic.script import ScriptDirectory
 
 import migdash.engine.catalog as catalog_module
+import migdash.engine.render as render_module
 from migdash.engine.catalog import GraphCatalog
 from migdash.engine.graph import RevisionGraph, graph_from_data
-from migdash.engine.render import MAX_DOT_NODES, build_dot, dot_node_count
+from migdash.engine.render import (
+    MAX_DOT_NODES,
+    build_dot,
+    dot_node_count,
+    render_svg_in_background,
+)
 from migdash.engine.window import WINDOW_LIMIT, search_revisions, window_around
 from migdash.scaffold import RevisionSpec, write_revision
 from migdash.synthetic import synthetic_revisions, write_synthetic_project
@@ -174,3 +180,28 @@ def wait_for(catalog: GraphCatalog, location: Path) -> RevisionGraph:
         if graph is not None:
             return graph
     pytest.fail("the graph did not load")
+
+
+def test_a_background_drawing_is_made_once_and_kept(
+    graph: RevisionGraph, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs: list[str] = []
+    real = render_module._svg_for
+
+    def counted(source: str, timeout: float) -> str:
+        runs.append(source)
+        return real(source, timeout)
+
+    monkeypatch.setattr(render_module, "_svg_for", counted)
+    dot = build_dot(graph, window=window_around(graph, graph.bases, 4))
+    first = render_svg_in_background(dot)
+    deadline = time.monotonic() + 60
+    svg = first
+    while svg is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+        svg = render_svg_in_background(dot)
+    assert first is None
+    assert svg is not None
+    assert svg.startswith("<svg")
+    assert render_svg_in_background(dot) == svg
+    assert runs == [dot.source]
