@@ -176,7 +176,11 @@ class GraphCatalog:
         folders = [Path(p) for p in stored.get("data", {}).get("folders", [])]
         if stored.get("location") != location:
             return None
-        if [list(e) for e in project_signature(location, folders)] != stored.get("signature"):
+        signed_with = self._folders.get(location)
+        signed_with = _default_folders(location) if signed_with is None else signed_with
+        if folders != signed_with:  # the caller signed other folders: sign the stored ones
+            signature = project_signature(location, folders)
+        if [list(e) for e in signature] != stored.get("signature"):
             return None
         self._folders[location] = folders
         data: dict[str, Any] = stored["data"]
@@ -209,11 +213,16 @@ def project_signature(location: str, folders: list[Path] | None) -> Signature:
     watched = [root]
     if root.is_dir():
         watched += [root / "env.py", root / "alembic.ini", root / "script.py.mako"]
-    folders = folders if folders is not None else ([root / "versions"] if root.is_dir() else [])
+    folders = folders if folders is not None else _default_folders(location)
     entries = [_stat(str(path)) for path in watched + folders]
     for folder in folders:
         _scan(str(folder), entries)
     return tuple(sorted(entries))
+
+
+def _default_folders(location: str) -> list[Path]:
+    root = Path(location)
+    return [root / "versions"] if root.is_dir() else []
 
 
 def _scan(folder: str, entries: list[tuple[str, int, int]]) -> None:

@@ -227,17 +227,17 @@ def graph_svg(name: str) -> Response:
     """The whole graph (folded); a big one is drawn in the background and answers 202 till then."""
     session = db()
     project = get_project(session, name)
-    graph = services_of().catalog.graph(project.script_location)
-    reports = cached_status(session, find_targets(session, project=name))
-    dot = _dot(project.name, graph, reports)
-    if dot_node_count(dot) <= MAX_DOT_NODES:
-        svg: str | None = render_svg(dot)
-    else:
-        svg = render_svg_in_background(dot)
+    graph = services_of().catalog.graph_or_none(project.script_location)
+    svg: str | None = None
+    nodes = 0
+    if graph is not None:
+        reports = cached_status(session, find_targets(session, project=name))
+        dot = _dot(project.name, graph, reports)
+        nodes = dot_node_count(dot)
+        svg = render_svg(dot) if nodes <= MAX_DOT_NODES else render_svg_in_background(dot)
     if svg is None:
         response = make_response(
-            render_template("projects/drawing.html", project=project, nodes=dot_node_count(dot)),
-            202,
+            render_template("projects/drawing.html", project=project, nodes=nodes), 202
         )
         response.headers["Retry-After"] = "5"
         return response
