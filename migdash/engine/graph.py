@@ -234,11 +234,13 @@ def graph_data(script_dir: ScriptDirectory) -> dict[str, Any]:
 
 
 def graph_from_data(location: str, data: Mapping[str, Any]) -> RevisionGraph:
-    """Rebuild a :class:`RevisionGraph` from :func:`graph_data` (masks and history included)."""
-    nodes = {
-        raw["revision"]: RevisionNode(**{k: _tuple_fields(k, v) for k, v in raw.items()})
-        for raw in data["nodes"]
-    }
+    """Rebuild a :class:`RevisionGraph` from :func:`graph_data` (masks and history included).
+
+    *data* may carry ``history`` from an earlier rebuild (the catalog's disk
+    cache keeps it): replaying Alembic's sort is the dearest step at 10,000
+    revisions, and the order depends on nothing but the nodes.
+    """
+    nodes = {raw["revision"]: _node_from_data(raw) for raw in data["nodes"]}
     index = {rev: position for position, rev in enumerate(nodes)}
     labels = {label: node.revision for node in nodes.values() for label in node.branch_labels}
     graph = RevisionGraph(
@@ -251,16 +253,32 @@ def graph_from_data(location: str, data: Mapping[str, Any]) -> RevisionGraph:
         _index=index,
         _masks=_ancestor_masks(nodes, index),
     )
-    history = tuple(graph.alembic_order(set(nodes), graph.real_heads))
+    known = tuple(data.get("history") or ())
+    if len(known) == len(nodes) and set(known) == nodes.keys():
+        history = known
+    else:
+        history = tuple(graph.alembic_order(set(nodes), graph.real_heads))
     object.__setattr__(graph, "history", history)
     return graph
 
 
-_TUPLE_FIELDS = ("down_revisions", "depends_on", "branch_labels", "children", "ancestry")
-
-
-def _tuple_fields(name: str, value: Any) -> Any:
-    return tuple(value) if name in _TUPLE_FIELDS else value
+def _node_from_data(raw: Mapping[str, Any]) -> RevisionNode:
+    return RevisionNode(
+        revision=raw["revision"],
+        down_revisions=tuple(raw["down_revisions"]),
+        depends_on=tuple(raw["depends_on"]),
+        branch_labels=tuple(raw["branch_labels"]),
+        message=raw["message"],
+        doc=raw["doc"],
+        path=raw["path"],
+        is_head=raw["is_head"],
+        is_base=raw["is_base"],
+        is_branch_point=raw["is_branch_point"],
+        is_merge_point=raw["is_merge_point"],
+        children=tuple(raw["children"]),
+        ancestry=tuple(raw["ancestry"]),
+        is_plain_step=raw["is_plain_step"],
+    )
 
 
 def _node_from_script(script: Script) -> RevisionNode:

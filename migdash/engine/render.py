@@ -13,14 +13,17 @@ from __future__ import annotations
 import functools
 import hashlib
 import html
+import re
 import shutil
 import subprocess
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import graphviz
 
 from migdash.engine.graph import RevisionGraph
+from migdash.engine.window import Window
 from migdash.errors import GraphvizUnavailable
 
 MAX_LABEL = 48
@@ -43,10 +46,19 @@ def build_dot(
     *,
     revision_href: Callable[[str], str] | None = None,
     collapse: bool = True,
+    window: Window | None = None,
 ) -> graphviz.Digraph:
-    """The graph as a ``graphviz.Digraph`` (bottom: bases, top: heads, like ``alembic history``)."""
+    """The graph as a ``graphviz.Digraph`` (bottom: bases, top: heads, like ``alembic history``).
+
+    With a *window*, only its revisions are drawn, unfolded; an edge that
+    leaves the window ends in a small "older"/"newer" stub that links to a
+    window around the revision beyond it.
+    """
     markers = markers or {}
-    keep = _kept_revisions(graph, markers) if collapse else set(graph.nodes)
+    if window is not None:
+        keep = set(window.revisions)
+    else:
+        keep = _kept_revisions(graph, markers) if collapse else set(graph.nodes)
     dot = graphviz.Digraph("revisions", graph_attr={"rankdir": "BT", "bgcolor": "transparent"})
     dot.attr(
         "node",
@@ -60,6 +72,18 @@ def build_dot(
     for revision in graph.history:
         if revision in keep:
             _draw_revision(dot, graph, revision, revision_href)
+    if window is not None:
+        _draw_window_edges(dot, graph, keep, revision_href)
+    else:
+        _draw_folded_edges(dot, graph, keep)
+    for revision, targets in markers.items():
+        if revision in keep:
+            for marker in targets:
+                _draw_marker(dot, revision, marker)
+    return dot
+
+
+def _draw_folded_edges(dot: graphviz.Digraph, graph: RevisionGraph, keep: set[str]) -> None:
     for source, target, hidden in _edges(graph, keep):
         if hidden:
             run_id = f"run_{source}_{target}"
@@ -74,11 +98,66 @@ def build_dot(
             dot.edge(run_id, target)
         else:
             dot.edge(source, target)
-    for revision, targets in markers.items():
-        if revision in graph.nodes:
-            for marker in targets:
-                _draw_marker(dot, revision, marker)
-    return dot
+
+
+def _draw_window_edges(
+    dot: graphviz.Digraph,
+    graph: RevisionGraph,
+    keep: set[str],
+    revision_href: Callable[[str], str] | None,
+) -> None:
+    """Edges inside the window; one stub per revision just outside it."""
+    stubs: set[str] = set()
+    for rev in sorted(keep):
+        node = graph.nodes[rev]
+        for parent in node.down_revisions + node.depends_on:
+            if parent not in keep:
+                _draw_stub(dot, graph, parent, "older", revision_href, stubs)
+                parent = f"out_{parent}"
+            dot.edge(parent, rev)
+        for child in node.children:
+            if child not in keep:
+                _draw_stub(dot, graph, child, "newer", revision_href, stubs)
+                dot.edge(rev, f"out_{child}")
+
+
+def _draw_stub(
+    dot: graphviz.Digraph,
+    graph: RevisionGraph,
+    revision: str,
+    direction: str,
+    revision_href: Callable[[str], str] | None,
+    drawn: set[str],
+) -> None:
+    if revision in drawn:
+        return
+    drawn.add(revision)
+    attrs = {
+        "tooltip": graphviz.escape(f"{direction}: {revision}: {graph.nodes[revision].message}")
+    }
+    if revision_href is not None:
+        attrs["href"] = _escape_href(revision_href(revision))
+        attrs["target"] = "_top"
+    dot.node(
+        f"out_{revision}",
+        label=graphviz.escape(f"{'↓' if direction == 'older' else '↑'} {revision[:12]} …"),
+        shape="plaintext",
+        fontcolor="#666666",
+        **attrs,
+    )
+
+
+_NODE_STATEMENT = re.compile(r"^\s*(?:\"(?:[^\"\\]|\\.)*\"|[\w.]+)\s*\[", re.MULTILINE)
+_NOT_NODES = ("graph", "node", "edge")
+
+
+def dot_node_count(dot: graphviz.Digraph) -> int:
+    """How many nodes *dot* declares: what decides how long ``dot`` takes to lay it out."""
+    return sum(
+        1
+        for match in _NODE_STATEMENT.finditer(dot.source)
+        if match.group(0).split("[")[0].strip() not in _NOT_NODES
+    )
 
 
 def render_svg(dot: graphviz.Digraph, *, timeout: float = 30.0) -> str:
@@ -106,6 +185,56 @@ def _svg_for(source: str, timeout: float) -> str:
         raise GraphvizUnavailable(f"dot failed: {result.stderr.decode(errors='replace')[:300]}")
     svg: str = result.stdout.decode()
     return svg[svg.index("<svg") :]
+
+
+MAX_DOT_NODES = 1000
+"""No request waits on ``dot`` for more nodes than this; bigger drawings go to the background."""
+_BACKGROUND_KEPT = 8
+_drawn: dict[str, str | GraphvizUnavailable] = {}
+_drawing: dict[str, threading.Thread] = {}
+_drawing_guard = threading.Lock()
+
+
+def render_svg_in_background(dot: graphviz.Digraph, *, timeout: float = 600.0) -> str | None:
+    """The SVG of *dot* if it is drawn already, else None while one thread draws it.
+
+    For drawings too big for a request (the full graph of a big project):
+    the result is kept by DOT source, which changes only when the revisions,
+    heads or target markers do, so it is drawn once per change.  Raises
+    :class:`GraphvizUnavailable` if the drawing failed.
+    """
+    key = hashlib.sha256(dot.source.encode()).hexdigest()
+    with _drawing_guard:
+        done = _drawn.get(key)
+        if done is None:
+            thread = _drawing.get(key)
+            if thread is None or not thread.is_alive():
+                thread = threading.Thread(
+                    target=_draw_in_background,
+                    args=(key, dot.source, timeout),
+                    daemon=True,
+                    name="migdash-dot",
+                )
+                _drawing[key] = thread
+                thread.start()
+            return None
+    if isinstance(done, GraphvizUnavailable):
+        raise done
+    return done
+
+
+def _draw_in_background(key: str, source: str, timeout: float) -> None:
+    try:
+        result: str | GraphvizUnavailable = _svg_for(source, timeout)
+    except GraphvizUnavailable as exc:
+        result = exc
+    except subprocess.TimeoutExpired:
+        result = GraphvizUnavailable(f"dot did not finish within {timeout:.0f} s")
+    with _drawing_guard:
+        _drawn[key] = result
+        _drawing.pop(key, None)
+        while len(_drawn) > _BACKGROUND_KEPT:
+            del _drawn[next(iter(_drawn))]
 
 
 def graph_json(graph: RevisionGraph) -> dict[str, object]:

@@ -31,3 +31,9 @@ def is_htmx() -> bool:
 def stop_polling(response: Response) -> Response:
     response.status_code = STOP_POLLING
     return response
+
+
+def refresh_page(response: Response) -> Response:
+    """Ask htmx to reload the whole page (a fragment learnt that the page it sits in is stale)."""
+    response.headers["HX-Refresh"] = "true"
+    return response
