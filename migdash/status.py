@@ -68,10 +68,16 @@ class TargetReport:
 
 
 def project_graph(
-    catalog: GraphCatalog, project: Project
+    catalog: GraphCatalog, project: Project, *, background: bool = False
 ) -> tuple[RevisionGraph | None, str | None]:
-    """The project's graph, or None and the reason it cannot be loaded."""
+    """The project's graph, or None and the reason it cannot be loaded.
+
+    With *background* a big project still loading gives (None, None) at once
+    instead of making a page wait for thousands of revision files.
+    """
     try:
+        if background:
+            return catalog.graph_or_none(project.script_location), None
         return catalog.graph(project.script_location), None
     except BrokenProject as exc:
         return None, str(exc)
@@ -299,7 +305,7 @@ def build_overview(
         grouped.setdefault(placement[report.target_id], []).append(report)
     rows = []
     for project in projects:
-        graph, problem = project_graph(catalog, project)
+        graph, problem = project_graph(catalog, project, background=True)
         messages: dict[str, str] = {}
         cells = []
         for env_id in environment_ids:
