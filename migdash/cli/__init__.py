@@ -18,6 +18,7 @@ from migdash.cli import (
     registry,
     schemas,
     serve,
+    webhooks,
 )
 from migdash.cli.base import main
 
@@ -32,4 +33,5 @@ __all__ = [
     "registry",
     "schemas",
     "serve",
+    "webhooks",
 ]

@@ -28,6 +28,7 @@ def register_web(app: Flask) -> None:
         schemas,
         targets,
         users,
+        webhooks,
     )
     from migdash.web.db import close_session
     from migdash.web.errors import register_error_handlers
@@ -50,6 +51,7 @@ def register_web(app: Flask) -> None:
         actions,
         approvals,
         audit,
+        webhooks,
         api,
     ):
         app.register_blueprint(module.bp)
