@@ -398,3 +398,33 @@ def test_neither_secret_nor_url_reaches_the_logs_or_the_audit(
     for text in (caplog.text, audit, stored):
         assert SECRET not in text
         assert "path-secret" not in text
+
+
+def test_a_name_that_later_resolves_to_loopback_is_refused_at_delivery(
+    app: Flask,
+    protected_target: str,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from migdash.jobs import delivery
+
+    port = receiver.url.split(":")[2].split("/")[0]
+    monkeypatch.setattr(delivery, "resolve_host", lambda *_: ["93.184.216.34"])
+    fields = WebhookFields(
+        name="rebind",
+        url=f"http://hooks.example.com:{port}/x",
+        secret=SECRET,
+        events=("job.requested",),
+    )
+    with services_of(app).sessions() as session:
+        save_webhook(session, fields, actor="admin", role=Role.ADMIN, now=utcnow())
+        session.commit()
+    request_and_approve(app, protected_target)
+    rebound = DeliverySettings(timeout=3.0, retry_seconds=60, resolver=lambda *_: ["127.0.0.1"])
+
+    deliver_due(services_of(app).sessions, rebound)
+
+    assert receiver.requests == [], "the POST never left for the loopback address"
+    (delivery_row,) = deliveries(app)
+    assert delivery_row.state == "pending"
+    assert "loopback, private or reserved" in (delivery_row.attempts[0]["error"] or "")
