@@ -1,4 +1,4 @@
-"""The /webhooks pages: internal receivers refused beside the field, URLs masked, secrets never shown.
+"""The /webhooks pages: internal receivers refused, URLs masked, secrets never shown.
 
 Nothing here sends anything: the pages only save webhooks and queue test
 events; the worker's pass delivers (``tests/jobs/test_webhooks.py``).
