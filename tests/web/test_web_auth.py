@@ -53,6 +53,10 @@ PAGES = [
     "/compare/",
     "/compare/linear?a=dev&b=dev",
     "/compare/linear/promote?from=dev&to=dev",
+    "/webhooks/",
+    "/webhooks/new",
+    "/webhooks/alerts",
+    "/webhooks/alerts/edit",
 ]
 POSTS = [
     "/overview/probe",
@@ -66,6 +70,9 @@ POSTS = [
     "/actions/projects/linear/revision",
     "/jobs/1/cancel",
     "/compare/linear/promote",
+    "/webhooks/new",
+    "/webhooks/alerts/test",
+    "/webhooks/alerts/delete",
 ]
 
 

@@ -56,6 +56,10 @@ PAGES = [
     "/compare/",
     "/compare/shop?a=dev&b=dev",
     "/compare/shop/promote?from=dev&to=nope",
+    "/webhooks/",
+    "/webhooks/new",
+    "/webhooks/nope",
+    "/webhooks/nope/edit",
 ]
 """One URL per GET endpoint (a test below keeps this list complete)."""
 
