@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from flask import Flask
@@ -111,3 +115,40 @@ def test_remove_and_unknown_names(runner: FlaskCliRunner) -> None:
         "job.exploded",
     )
     assert (code, "unknown event 'job.exploded'" in output) == (1, True)
+
+
+def test_rotate_key_re_encrypts_webhook_urls_and_secrets(tmp_path: Path) -> None:
+    """Old key only -> add a webhook; new,old -> rotate; new only -> it still reads."""
+    from cryptography.fernet import Fernet
+
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    base = {
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
+        "MIGDASH_INSTANCE": str(tmp_path / "inst"),
+    }
+
+    def migdash(key: str, *args: str) -> str:
+        done = subprocess.run(  # noqa: S603 - our own interpreter and module
+            [sys.executable, "-m", "migdash", *args],
+            env={**base, "MIGDASH_ENCRYPTION_KEY": key},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    migdash(
+        old,
+        "webhook",
+        "add",
+        "w",
+        "--url",
+        "http://127.0.0.1:9/x",
+        "--secret",
+        SECRET,
+        "--allow-private",
+    )
+    migdash(f"{new},{old}", "db", "rotate-key")
+    assert "http://127.0.0.1:9/***" in migdash(new, "webhook", "list")
