@@ -428,3 +428,38 @@ def test_a_name_that_later_resolves_to_loopback_is_refused_at_delivery(
     (delivery_row,) = deliveries(app)
     assert delivery_row.state == "pending"
     assert "loopback, private or reserved" in (delivery_row.attempts[0]["error"] or "")
+
+
+def test_the_worker_process_delivers(
+    app: Flask,
+    receiver: Receiver,
+    add_webhook: Callable[..., int],
+    make_project: Callable[..., Any],
+    make_target: Callable[..., str],
+    register: Callable[..., None],
+    start_worker: Callable[..., Any],
+) -> None:
+    import time
+
+    project = make_project("linear")
+    register(project, shop=make_target(project, at="a1"))
+    add_webhook(receiver.url)
+    services = services_of(app)
+    with services.sessions() as session:
+        request_target_action(
+            session,
+            services.jobs,
+            registry.get_target(session, "shop"),
+            "upgrade",
+            "heads",
+            actor="requester",
+            role=Role.OPERATOR,
+            now=utcnow(),
+        )
+        session.commit()
+    start_worker()
+    deadline = time.monotonic() + 60
+    while len(receiver.requests) < 3 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert receiver.events() == ["job.requested", "job.started", "job.succeeded"]
+    assert all(valid_signature(headers, body) for headers, body in receiver.requests)
