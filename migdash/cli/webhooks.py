@@ -35,8 +35,7 @@ def webhook_group() -> None:
     "--secret",
     prompt=True,
     hide_input=True,
-    envvar="MIGDASH_WEBHOOK_SECRET",
-    help="HMAC-SHA256 key for X-Migdash-Signature (16+ characters); prompted if not given.",
+    help="HMAC-SHA256 key of X-Migdash-Signature (16+ characters); prompted if not given.",
 )
 @click.option("--project", default=None, help="Only this project's events.")
 @click.option("--env", "environment", default=None, help="Only this environment's events.")

@@ -131,7 +131,10 @@ def sign(secret: str, body: bytes) -> str:
 def render_body(delivery_id: int, payload: dict[str, Any], fmt: WebhookFormat | str) -> bytes:
     """The bytes POSTed: migdash's JSON, or Slack's ``{"text": ...}``."""
     if fmt == WebhookFormat.SLACK:
-        document: dict[str, Any] = {"text": f"migdash: {payload.get('summary', payload['event'])}"}
+        text = str(payload.get("summary", payload["event"]))
+        # Slack reads <...> as links and mentions: escape as its API asks
+        text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+        document: dict[str, Any] = {"text": f"migdash: {text}"}
     else:
         document = {"delivery": delivery_id, **payload}
     return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()

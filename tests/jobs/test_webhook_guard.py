@@ -9,6 +9,7 @@ answer for a name (alone, or hidden among public answers).
 from __future__ import annotations
 
 import ipaddress
+import json
 from typing import Any
 
 import pytest
@@ -154,3 +155,13 @@ def test_only_an_admin_saves_a_webhook(app: Flask, role: Role) -> None:
     fields = WebhookFields(name="x", url="http://127.0.0.1/x", secret="s" * 20, allow_private=True)
     with services_of(app).sessions() as session, pytest.raises(Forbidden):
         save_webhook(session, fields, actor="someone", role=role, now=utcnow())
+
+
+def test_slack_text_escapes_its_control_characters() -> None:
+    from migdash.jobs.delivery import render_body
+
+    payload = {"event": "drift.detected", "summary": "column <!channel> & <http://x|y> added"}
+    text = json.loads(render_body(1, payload, "slack"))["text"]
+    assert "<" not in text
+    assert ">" not in text
+    assert "&lt;!channel&gt; &amp; &lt;http://x|y&gt;" in text
