@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from migdash.errors import ForbiddenDestination, InvalidInput
+from migdash.errors import ForbiddenDestination, InvalidInput, MigdashError
 from migdash.store.models import utcnow
 from migdash.store.session import rows_changed
 from migdash.store.webhook_models import DeliveryState, Webhook, WebhookDelivery, WebhookFormat
@@ -201,7 +201,7 @@ def deliver_due(
     """One delivery pass: send every due delivery, oldest first per webhook; how many were tried."""
     tried = 0
     while tried < limit:
-        claimed = [c for c in (_claim(sessions, d) for d in _due(sessions)) if c is not None]
+        claimed = [c for c in (_claim_or_log(sessions, d) for d in _due(sessions)) if c]
         if not claimed:
             return tried
         for item in claimed:
@@ -226,6 +226,15 @@ def _due(sessions: sessionmaker[Session]) -> list[int]:
                 .order_by(WebhookDelivery.id)
             )
         )
+
+
+def _claim_or_log(sessions: sessionmaker[Session], delivery_id: int) -> _Claimed | None:
+    """Claim one delivery; one that cannot be read (a rotated-away key) must not stop the rest."""
+    try:
+        return _claim(sessions, delivery_id)
+    except MigdashError as exc:
+        log.error("webhook delivery %s cannot be prepared: %s", delivery_id, exc.message)
+        return None
 
 
 def _claim(sessions: sessionmaker[Session], delivery_id: int) -> _Claimed | None:
