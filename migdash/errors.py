@@ -81,6 +81,19 @@ class InvalidInput(MigdashError):
         self.field = field
 
 
+class ForbiddenDestination(InvalidInput):
+    """A webhook URL that points at a loopback, private or otherwise internal address.
+
+    Refused unless an admin allows private receivers for that webhook: without
+    the check, a webhook could make the server probe its own network.
+    """
+
+    hint = (
+        "Use a public receiver, or (admin only) allow private addresses for this webhook "
+        "when the receiver is meant to be internal."
+    )
+
+
 class GraphvizUnavailable(MigdashError):
     """The Graphviz ``dot`` binary is missing, so no SVG can be drawn."""
 

@@ -21,6 +21,7 @@ from migdash.engine.probe import ProbePool, ProbeRequest, TargetProbe, VersionTa
 from migdash.engine.scrub import scrub_text, url_secrets
 from migdash.engine.state import TargetState, TargetStatus, assess_target
 from migdash.errors import BrokenProject
+from migdash.jobs.events import announce_heads, announce_unreachable
 from migdash.store.models import Project, Snapshot, Target, utcnow
 from migdash.store.queries import SnapshotRow, latest_snapshot_rows, latest_snapshots
 from migdash.store.schema_models import DriftCheck
@@ -125,6 +126,9 @@ def refresh_status(
     for target in stale:
         if target.project_id not in graphs:
             graphs[target.project_id] = project_graph(catalog, target.project)
+            loaded = graphs[target.project_id][0]
+            if loaded is not None:
+                announce_heads(session, target.project_id, target.project.name, loaded.heads, now)
         graph, problem = graphs[target.project_id]
         status = assess_target(
             graph, probes[target.id], track=target.project.track, project_error=problem
@@ -193,6 +197,10 @@ def record_snapshot(
         **fields,
     )
     session.add(snapshot)
+    if status.state is TargetState.UNREACHABLE and (
+        previous is None or previous.state != TargetState.UNREACHABLE.value
+    ):
+        announce_unreachable(session, target, error, now)
     return snapshot
 
 

@@ -19,6 +19,7 @@ from migdash.cli import (
     registry,
     schemas,
     serve,
+    webhooks,
 )
 from migdash.cli.base import main
 
@@ -34,4 +35,5 @@ __all__ = [
     "registry",
     "schemas",
     "serve",
+    "webhooks",
 ]

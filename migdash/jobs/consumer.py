@@ -6,6 +6,7 @@ import logging
 import threading
 from typing import Any
 
+from migdash.jobs.delivery import delivery_settings, start_delivery
 from migdash.jobs.heartbeat import beat
 from migdash.jobs.queue import JobQueue
 from migdash.jobs.worker import Worker, WorkerSettings
@@ -32,6 +33,7 @@ def run_worker(services: Any, threads: int) -> None:
     stop = threading.Event()
     reaper = threading.Thread(target=_reap_forever, args=(worker, stop), name="reaper", daemon=True)
     reaper.start()
+    start_delivery(services.sessions, delivery_settings(services.settings), stop)
     consumer = queue.huey.create_consumer(
         workers=threads,
         worker_type="thread",

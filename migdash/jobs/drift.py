@@ -28,6 +28,7 @@ from migdash.engine.scrub import scrub_text, url_secrets
 from migdash.engine.state import pending_revisions
 from migdash.errors import BrokenProject, MigdashError
 from migdash.jobs.context import JobServices
+from migdash.jobs.events import announce_drift
 from migdash.jobs.plans import run_in_child
 from migdash.store.models import Target
 from migdash.store.schema_models import DriftCheck
@@ -75,6 +76,7 @@ def check_model_drift(
     )
     session.add(check)
     session.flush()
+    announce_drift(session, target, check.kind, check.outcome, summary, now)
     return check
 
 

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from migdash.errors import NotFound
+from migdash.jobs.events import announce_move
 from migdash.store import audit
 from migdash.store.models import Job, JobLogLine, JobState
 from migdash.store.session import rows_changed
@@ -39,7 +40,10 @@ def move_job(
         .where(Job.id == job_id, Job.state == from_state, *conditions)
         .values(state=to_state, **values)
     )
-    return rows_changed(session, statement) == 1
+    moved = rows_changed(session, statement) == 1
+    if moved:
+        announce_move(session, job_id, from_state, to_state)
+    return moved
 
 
 def audit_job(

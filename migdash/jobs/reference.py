@@ -29,6 +29,7 @@ from migdash.engine.scrub import scrub_text
 from migdash.errors import MigdashError, TargetUnreachable, UnknownRevision
 from migdash.jobs.context import JobServices
 from migdash.jobs.drift import DriftKind, DriftOutcome
+from migdash.jobs.events import announce_drift
 from migdash.jobs.reference_build import (
     Reference,
     ReferenceBuilder,
@@ -105,6 +106,7 @@ def check_history_drift(
     )
     session.add(check)
     session.flush()
+    announce_drift(session, target, check.kind, check.outcome, check.summary, now)
     return check
 
 

@@ -32,6 +32,7 @@ from migdash.errors import (
     TargetMoved,
 )
 from migdash.jobs.context import JobServices, enqueue_after_commit
+from migdash.jobs.events import announce_new_job
 from migdash.jobs.plans import ActionPlan, make_plan
 from migdash.jobs.records import (
     PROJECT_ACTIONS,
@@ -163,6 +164,7 @@ def _add_job(
             hint="Reload the target's page and look at its jobs.",
         ) from exc
     add_log(session, job.id, f"requested by {actor}: {describe(job)}", now)
+    announce_new_job(session, job, now)
     if protected:
         needed = target.environment.required_approvals
         add_log(
@@ -277,6 +279,7 @@ def request_project_action(
     session.add(job)
     session.flush()
     add_log(session, job.id, f"requested by {actor}: {describe(job)}", now)
+    announce_new_job(session, job, now)
     audit.record(
         session,
         actor,

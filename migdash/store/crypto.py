@@ -94,8 +94,12 @@ def session_cipher(session: Session) -> UrlCipher:
 def rotate_target_urls(session: Session, cipher: UrlCipher) -> int:
     """Re-encrypt every target URL with the cipher's first key; the caller commits."""
     from migdash.store.models import Target
+    from migdash.store.webhook_models import Webhook
 
     targets = list(session.scalars(sa.select(Target)))
     for target in targets:
         target.url_encrypted = cipher.rotate(target.url_encrypted)
+    for hook in session.scalars(sa.select(Webhook)):  # webhook URLs and secrets are secrets too
+        hook.url_encrypted = cipher.rotate(hook.url_encrypted)
+        hook.secret_encrypted = cipher.rotate(hook.secret_encrypted)
     return len(targets)

@@ -30,6 +30,7 @@ def register_web(app: Flask) -> None:
         schemas,
         targets,
         users,
+        webhooks,
     )
     from migdash.web.db import close_session
     from migdash.web.errors import register_error_handlers
@@ -52,6 +53,7 @@ def register_web(app: Flask) -> None:
         actions,
         approvals,
         audit,
+        webhooks,
         api,
         health,
         metrics,

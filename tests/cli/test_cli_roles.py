@@ -22,6 +22,7 @@ from flask import Flask
 from flask.testing import FlaskCliRunner
 
 from migdash.cli import main
+from migdash.jobs.webhooks import WebhookFields, save_webhook
 from migdash.services import services_of
 from migdash.store import registry
 from migdash.store.models import AuditEvent, Role, utcnow
@@ -54,6 +55,11 @@ READ_ONLY = {
     # the CI gate: probes and records snapshots as status does; reads the latest drift checks
     ("check",),
 }
+ADMIN_READS = {
+    ("webhook", "list"): [],
+    ("webhook", "deliveries"): ["hook-gone"],
+}
+"""Reads of admin-only configuration: a viewer is refused, an admin reads, nothing changes."""
 CHECKS = {
     ("drift",): ["t-up"],
     ("drift-history",): ["t-up"],
@@ -94,6 +100,11 @@ CASES: dict[tuple[str, ...], list[str]] = {
     ("approve",): ["{approve}"],
     ("reject",): ["{reject}"],
     ("promote",): ["promo", "stage", "live"],
+    ("webhook", "add"): [
+        *("hook-new", "--url", "http://127.0.0.1:9/hook", "--secret", "s" * 20),
+        "--allow-private",
+    ],
+    ("webhook", "remove"): ["hook-gone"],
 }
 
 
@@ -113,7 +124,9 @@ def find_command(path: tuple[str, ...]) -> click.Command:
     return command
 
 
-MUTATING = sorted(set(command_tree(main)) - READ_ONLY - set(EXEMPT) - set(CHECKS))
+MUTATING = sorted(
+    set(command_tree(main)) - READ_ONLY - set(EXEMPT) - set(CHECKS) - set(ADMIN_READS)
+)
 
 
 @dataclass
@@ -206,6 +219,13 @@ def workspace(
         for name, (environment, url) in promo.items():
             registry.add_target(session, name, project="promo", environment=environment, url=url)
         _, token = create_token(session, get_user(session, "olga"), "ci", utcnow())
+        save_webhook(
+            session,
+            WebhookFields("hook-gone", "http://127.0.0.1:9/x", "s" * 20, allow_private=True),
+            actor="cli",
+            role=Role.ADMIN,
+            now=utcnow(),
+        )
         session.commit()
         values = {"linear": str(linear.location), "at_a1": at_a1, "token": str(token.id)}
 
@@ -223,11 +243,25 @@ def workspace(
 def test_every_command_is_classified() -> None:
     """A new command must be listed as a read, an exemption, or get a case below."""
     commands = set(command_tree(main))
-    assert not (READ_ONLY | set(EXEMPT)) - commands, "stale names in the allow-lists"
+    assert not (READ_ONLY | set(EXEMPT) | set(ADMIN_READS)) - commands, "stale names in the lists"
     assert set(MUTATING) == set(CASES), (
         f"mutating commands without a case: {sorted(set(MUTATING) - set(CASES))}; "
         f"cases for no mutating command: {sorted(set(CASES) - set(MUTATING))}"
     )
+
+
+def test_admin_reads_refuse_a_viewer_serve_an_admin_and_change_nothing(
+    app: Flask, workspace: Workspace
+) -> None:
+    before = snapshot(app)
+    for path, args in ADMIN_READS.items():
+        refused = workspace.invoke([*path, *args, "--as", "vera"])
+        assert refused.exit_code == 1, path
+        assert "vera (viewer) may not admin" in refused.output
+        served = workspace.invoke([*path, *args, "--json", "--as", "ada"])
+        assert served.exit_code == 0, (path, served.output)
+        assert isinstance(json.loads(served.stdout), list)
+    assert snapshot(app) == before
 
 
 @pytest.mark.parametrize("path", MUTATING, ids=" ".join)

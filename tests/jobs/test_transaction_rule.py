@@ -23,6 +23,7 @@ BOUNDARIES = {
     "jobs/worker.py": "the worker loop: claims, heartbeats and results are its own transactions",
     "jobs/locks.py": "leases are short transactions of their own, taken only by the worker loop",
     "jobs/consumer.py": "the worker process itself",
+    "jobs/delivery.py": "the worker's webhook pass: no transaction stays open during a POST",
 }
 """Modules under jobs/ that are boundaries, and why."""
 

@@ -25,6 +25,7 @@ from werkzeug.test import TestResponse
 from migdash import create_app
 from migdash.jobs.consumer import build_worker
 from migdash.jobs.requests import request_target_action
+from migdash.jobs.webhooks import WebhookFields, save_webhook
 from migdash.permissions import Permission
 from migdash.scaffold import RevisionSpec, write_project
 from migdash.services import services_of
@@ -68,6 +69,8 @@ PATHS: dict[str, str] = {
     "/projects/<name>": "/projects/shop",
     "/projects/<name>/graph.svg": "/projects/shop/graph.svg",
     "/projects/<name>/revisions/<revision>": "/projects/shop/revisions/b2",
+    "/projects/<name>/history": "/projects/shop/history",
+    "/projects/<name>/loading": "/projects/shop/loading",
     "/targets/<name>": "/targets/shop-dev",
     "/history/targets/<name>": "/history/targets/shop-dev",
     "/schemas/targets/<name>": "/schemas/targets/shop-dev",
@@ -126,6 +129,12 @@ PATHS: dict[str, str] = {
     "/users/<username>/enable": "/users/scratch/enable",
     "/users/<username>/tokens": "/users/scratch/tokens",
     "/users/tokens/<int:token_id>/revoke": "/users/tokens/{scratch_token}/revoke",
+    "/webhooks/": "/webhooks/",
+    "/webhooks/new": "/webhooks/new",
+    "/webhooks/<name>": "/webhooks/matrix-hook",
+    "/webhooks/<name>/edit": "/webhooks/matrix-hook/edit",
+    "/webhooks/<name>/test": "/webhooks/matrix-hook/test",
+    "/webhooks/<name>/delete": "/webhooks/scratch-hook/delete",
 }
 """One real URL per rule; ``{name}`` fields are ids of the seeded world.
 
@@ -301,6 +310,14 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         create_user(session, "scratch", "scratch-password", Role.VIEWER)
         _, scratch_token = create_token(session, get_user(session, "scratch"), "x", utcnow())
         ids["scratch_token"] = scratch_token.id
+        for hook in ("matrix-hook", "scratch-hook"):
+            save_webhook(
+                session,
+                WebhookFields(hook, "http://127.0.0.1:9/x", "s" * 20, allow_private=True),
+                actor="admin",
+                role=Role.ADMIN,
+                now=utcnow(),
+            )
         session.commit()
     world = World(app, ids, tokens=tokens)
     for role in RANK:
@@ -354,6 +371,7 @@ def test_every_web_view_declares_its_permission() -> None:
 PINNED = {
     "admin.": Permission.ADMIN,
     "users.": Permission.ADMIN,
+    "webhooks.": Permission.ADMIN,
     "audit.": Permission.AUDIT,
     "approvals.approve": Permission.APPROVE,
     "approvals.reject": Permission.APPROVE,

@@ -70,6 +70,7 @@ from migdash import create_app
 from migdash.jobs.consumer import build_worker
 from migdash.jobs.heartbeat import beat
 from migdash.jobs.requests import request_target_action
+from migdash.jobs.webhooks import WebhookFields, save_webhook
 from migdash.scaffold import RevisionSpec, write_project
 from migdash.services import services_of
 from migdash.store import registry
@@ -185,6 +186,21 @@ INPUTS: dict[str, tuple[str, ...]] = {
     "api.pending_approvals": (),
     "api.approve": ("comment", "plan_hash"),
     "api.reject": ("comment",),
+    "webhooks.index": (),
+    "webhooks.form": (
+        "name",
+        "url",
+        "secret",
+        "project",
+        "environment",
+        "format",
+        "events",
+        "active",
+        "allow_private",
+    ),
+    "webhooks.detail": (),
+    "webhooks.test": (),
+    "webhooks.delete": (),
 }
 """Query (GET), form (web POST) or JSON (API POST) fields each endpoint reads."""
 MULTI = frozenset({"heads"})
@@ -260,7 +276,13 @@ REAL: dict[str, list[str]] = {
     "project": ["shop"],
     "environment": ["qa", "dev", "prod", "scratch"],
     "env": ["dev", "prod"],
-    "url": ["sqlite:///:memory:", "postgresql+psycopg://u:secret@127.0.0.1:1/x", "not a url"],
+    "url": [
+        "sqlite:///:memory:",
+        "postgresql+psycopg://u:secret@127.0.0.1:1/x",
+        "not a url",
+        "http://127.0.0.1:9/hook",
+        "https://10.0.0.1/x",
+    ],
     "tags": ["eu, primary", "bad tag!"],
     "role": [role.value for role in Role],
     "state": [state.value for state in JobState],
@@ -292,6 +314,11 @@ REAL: dict[str, list[str]] = {
     "limit": ["1", "10", "1000", "1001", "0"],
     "after": ["0", "1"],
     "probe": ["1"],
+    "secret": ["a-long-enough-signing-secret", "short"],
+    "format": ["json", "slack", "xml"],
+    "events": ["job.failed, drift.detected", "job.nope", "project.multiple_heads"],
+    "active": ["y"],
+    "allow_private": ["y"],
 }
 """Values that mean something in the seeded world (the fuzz mixes them with hostile ones)."""
 PATH_VALUES: dict[str, list[str]] = {
@@ -301,6 +328,7 @@ PATH_VALUES: dict[str, list[str]] = {
     "name@targets": ["shop-dev", "shop-qa", "prod-1", "shop-done"],
     "name@projects": ["shop", "nope"],
     "name@environments": ["dev", "scratch", "prod"],
+    "name@webhooks": ["fuzz-hook", "nope"],
     "name@compare": ["shop", "nope"],
     "kind": ["projects", "environments", "targets", "users"],
     "revision": ["a1", "b2", "c3", "heads", "orders@head", "a"],
@@ -352,7 +380,11 @@ KILLERS = [HUGE, NUL, LONG, "-" + HUGE, "'\"<script>{{"]
 SLOW_KILLERS = KILLERS[:3]
 JSON_KILLERS: list[Any] = [10**23, -(10**23), 1.5, None, True, [], {"a": 1}, NUL, LONG]
 JSON_REAL: dict[str, Any] = {"purge": False}
-BASELINE = {"api.approve:plan_hash": "{held_plan}", "approvals.approve:plan_hash": "{held_plan}"}
+BASELINE = {
+    "api.approve:plan_hash": "{held_plan}",
+    "approvals.approve:plan_hash": "{held_plan}",
+    "webhooks.form:url": "http://127.0.0.1:9/hook",
+}
 """Where the first REAL value is not the one that gets furthest for an endpoint."""
 JSON = "application/json"
 TOKEN = "<the admin's API token>"
@@ -612,6 +644,13 @@ def _seed(app: Flask, root: Path) -> dict[str, Any]:
         ids.update(held=submit("prod-1"), held2=submit("prod-2", "d4"), queued=submit("shop-dev2"))
         _, scratch_token = create_token(session, get_user(session, "scratch"), "x", utcnow())
         ids["scratch_token"] = scratch_token.id
+        save_webhook(
+            session,
+            WebhookFields("fuzz-hook", "http://127.0.0.1:9/x", "s" * 20, allow_private=True),
+            actor="admin",
+            role=Role.ADMIN,
+            now=utcnow(),
+        )
         session.commit()
         states = {key: session.get(Job, ids[key]).state for key in ("finished", "held", "queued")}
         ids["held_plan"] = session.get(Job, ids["held"]).plan_hash

@@ -24,6 +24,8 @@ PAGES = [
     "/projects/linear",
     "/projects/linear/graph.svg",
     "/projects/linear/revisions/b2",
+    "/projects/linear/history",
+    "/projects/linear/loading",
     "/targets/linear-dev",
     "/history/targets/linear-dev",
     "/schemas/targets/linear-dev",
@@ -53,6 +55,10 @@ PAGES = [
     "/compare/",
     "/compare/linear?a=dev&b=dev",
     "/compare/linear/promote?from=dev&to=dev",
+    "/webhooks/",
+    "/webhooks/new",
+    "/webhooks/alerts",
+    "/webhooks/alerts/edit",
 ]
 POSTS = [
     "/overview/probe",
@@ -66,6 +72,9 @@ POSTS = [
     "/actions/projects/linear/revision",
     "/jobs/1/cancel",
     "/compare/linear/promote",
+    "/webhooks/new",
+    "/webhooks/alerts/test",
+    "/webhooks/alerts/delete",
 ]
 
 

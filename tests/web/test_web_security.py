@@ -27,6 +27,8 @@ PAGES = [
     "/projects/shop",
     "/projects/shop/graph.svg",
     "/projects/shop/revisions/a1",
+    "/projects/shop/history",
+    "/projects/shop/loading",
     "/targets/shop-dev",
     "/history/targets/shop-dev",
     "/schemas/targets/shop-dev",
@@ -56,6 +58,10 @@ PAGES = [
     "/compare/",
     "/compare/shop?a=dev&b=dev",
     "/compare/shop/promote?from=dev&to=nope",
+    "/webhooks/",
+    "/webhooks/new",
+    "/webhooks/nope",
+    "/webhooks/nope/edit",
 ]
 """One URL per GET endpoint (a test below keeps this list complete)."""
 
