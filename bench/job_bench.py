@@ -120,7 +120,8 @@ def bench_forked_template(project: Path, urls: list[str]) -> list[float]:
     import multiprocessing
 
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["migdash.engine.actions"])
+    # "__main__" too: otherwise every forked child imports this script (and Flask) again.
+    context.set_forkserver_preload(["__main__", "migdash.engine.actions"])
     saved = dict(os.environ)
     os.environ.clear()
     os.environ.update(child_environment(saved))

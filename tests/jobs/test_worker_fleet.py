@@ -136,12 +136,13 @@ def drive(
     while len(second) < CHASED or released is None:
         assert time.monotonic() - started < timeout, f"{len(second)} of {CHASED} chased"
         jobs = {job.target_name: job for job in all_jobs(app) if job.id in first.values()}
-        if released is None and all(
-            (jobs[name].note or "").startswith("waiting for lock held by job") for name in held
-        ):
-            released = release_leases(app)
-        elif released is None:
-            renew_leases(app)
+        if released is None:
+            early = [n for n in held if jobs[n].state != JobState.QUEUED]
+            assert not early, f"{early}: a job started on a target another machine holds"
+            if all((jobs[n].note or "").startswith("waiting for lock held by") for n in held):
+                released = release_leases(app)
+            else:
+                renew_leases(app)
         for name, job in jobs.items():
             if name in chased and name not in second and JobState(job.state).terminal:
                 second[name] = request_upgrade(runner, name)
