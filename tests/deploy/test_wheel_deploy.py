@@ -206,11 +206,11 @@ def test_the_readme_production_recipe_runs_a_job_from_the_installed_wheel(
     python = str(bin_dir / "python")
     server = spawn(
         "gunicorn",
-        [python, "-m", "gunicorn", "--workers", "2", "--bind", f"127.0.0.1:{port}"]
-        + ["migdash.wsgi:app"],
+        [python, "-m", "gunicorn", "--workers", "2", "--threads", "8", "--worker-class"]
+        + ["gthread", "--bind", f"127.0.0.1:{port}", "migdash.wsgi:app"],
         env,
     )
-    worker = spawn("worker", [str(bin_dir / "migdash"), "worker", "--threads", "2"], env)
+    worker = spawn("worker", [str(bin_dir / "migdash"), "worker", "--threads", "4"], env)
     wait_until_serving(base, server)
     status, htmx = call(f"{base}/static/vendor/htmx.min.js")
     assert (status, b"htmx" in htmx) == (200, True), "the pinned htmx is served from the wheel"
