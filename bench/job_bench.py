@@ -9,7 +9,8 @@ SQLite targets at the first revision, N more for the baseline) and prints:
   * runner child       - the job's child process alone (``python -m
                          migdash.jobs.runner``, as the worker starts it), per job;
   * forked (proto)     - a prototype, not in migdash: the same action in a process
-                         forked from a template that imported Alembic once;
+                         forked from a template that imported Alembic and ran one
+                         warm-up action (see ``bench_forked_template``);
   * worker 1x1         - one ``migdash worker --threads 1``: jobs requested up
                          front, then (last finished - first started) / N;
   * worker 2x2         - two workers with two threads each on the same queue
@@ -101,45 +102,30 @@ def bench_runner_child(project: Path, urls: list[str]) -> list[float]:
     return times
 
 
-def _run_in_template(spec_json: dict[str, Any], cwd: str) -> bool:
-    """Runs in a process forked from the pre-imported template (the prototype below)."""
+def bench_forked_template(project: Path, urls: list[str], spare: str) -> list[float]:
+    """Prototype, not in migdash: fork each job's child from a warmed, pre-imported template.
+
+    Here the template is this process after one warm-up action on *spare*
+    (which pulls in every lazy import); a real one would be a fresh
+    interpreter started with the scrubbed environment, holding no key, that
+    runs no project code itself.  Each job: fork, run the action, exit, reap.
+    """
     from migdash.engine.actions import run_action
 
-    os.chdir(cwd)
-    result = run_action(ActionSpec.from_json(spec_json), lambda _line: None, capture_log=False)
-    return bool(result.ok)
+    def action(url: str) -> ActionSpec:
+        return ActionSpec(kind="upgrade", script_location=str(project), url=url, revision="heads")
 
-
-def bench_forked_template(project: Path, urls: list[str]) -> list[float]:
-    """Prototype, not in migdash: fork each job's child from a template that imported Alembic.
-
-    ``multiprocessing``'s forkserver starts a fresh interpreter (scrubbed
-    environment here, as a real template must have: it may hold no key),
-    imports ``migdash.engine.actions`` once, then forks one process per job.
-    """
-    import multiprocessing
-
-    context = multiprocessing.get_context("forkserver")
-    # "__main__" too: otherwise every forked child imports this script (and Flask) again.
-    context.set_forkserver_preload(["__main__", "migdash.engine.actions"])
-    saved = dict(os.environ)
-    os.environ.clear()
-    os.environ.update(child_environment(saved))
-    try:
-        with context.Pool(1, maxtasksperchild=1) as pool:
-            pool.apply(os.getpid)  # the template is up and has imported Alembic
-            times = []
-            for url in urls:
-                spec = ActionSpec(
-                    kind="upgrade", script_location=str(project), url=url, revision="heads"
-                )
-                started = time.perf_counter()
-                ok = pool.apply(_run_in_template, (spec.to_json(), project_folder(str(project))))
-                times.append(time.perf_counter() - started)
-                assert ok
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    assert run_action(action(spare), lambda _line: None, capture_log=False).ok
+    times = []
+    for url in urls:
+        started = time.perf_counter()
+        pid = os.fork()
+        if pid == 0:  # the job's child
+            result = run_action(action(url), lambda _line: None, capture_log=False)
+            os._exit(0 if result.ok else 1)
+        _, status = os.waitpid(pid, 0)
+        times.append(time.perf_counter() - started)
+        assert status == 0
     return times
 
 
@@ -227,7 +213,11 @@ def main() -> None:
         base = bench_in_process(project, make_targets(root, project, args.jobs, "base"))
         baseline = statistics.median(base)
         child = bench_runner_child(project, make_targets(root, project, args.jobs, "child"))
-        forked = bench_forked_template(project, make_targets(root, project, args.jobs, "fork"))
+        forked = bench_forked_template(
+            project,
+            make_targets(root, project, args.jobs, "fork"),
+            make_targets(root, project, 1, "spare")[0],
+        )
         one = bench_workers(root, project, make_targets(root, project, args.jobs, "w1"), 1, 1, None)
         two = bench_workers(
             root, project, make_targets(root, project, args.jobs, "w2"), 2, 2, args.queue_url
