@@ -1,7 +1,5 @@
-"""gunicorn entry point: ``gunicorn wsgi:app``."""
+"""gunicorn entry point from a checkout: ``gunicorn wsgi:app`` (installed: ``migdash.wsgi:app``)."""
 
-from migdash import create_app
-from migdash.engine.child import protect_process_memory
+from migdash.wsgi import app
 
-protect_process_memory()
-app = create_app()
+__all__ = ["app"]
