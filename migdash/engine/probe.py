@@ -217,11 +217,21 @@ class ProbePool:
                 target = self._targets[url] = opened
             return target
 
+    def held_connections(self) -> int:
+        """Idle connections this pool holds open now (at most one per target)."""
+        return sum(target.idle_count() for target in list(self._targets.values()))
+
+    def sweep(self) -> None:
+        """Close connections idle longer than *idle_seconds*, and the oldest beyond *max_idle*.
+
+        Probes call this themselves every ``idle_seconds / 4`` (at least 1 s).
+        """
+        self._sweep(time.perf_counter())
+
     def _sweep_every(self) -> float:
         return max(1.0, self.idle_seconds / 4)
 
     def _sweep(self, now: float) -> None:
-        """Close connections idle longer than *idle_seconds*, and the oldest beyond *max_idle*."""
         self._next_sweep = now + self._sweep_every()
         targets = list(self._targets.values())  # one C call: safe while others insert
         targets.sort(key=lambda t: t.last_used, reverse=True)

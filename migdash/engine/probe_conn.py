@@ -126,11 +126,14 @@ class ProbeTarget:
         return connection
 
     def _checkin(self, connection: Any, now: float) -> None:
+        """Hold *connection* for the next probe; beyond one held, close the extras."""
         self.last_used = now
-        if self._idle:  # a concurrent probe's connection: at most one is held
-            _close_quietly(connection)
-        else:
-            self._idle.append(connection)
+        self._idle.append(connection)
+        while len(self._idle) > 1:  # concurrent probes of one target each opened one
+            try:
+                _close_quietly(self._idle.pop())
+            except IndexError:
+                return
 
     def _is_disconnect(self, exc: BaseException, connection: Any) -> bool:
         if isinstance(exc, OSError):
