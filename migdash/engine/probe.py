@@ -19,13 +19,15 @@ the targets before it were slow.
 from __future__ import annotations
 
 import os
+import queue
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
@@ -152,6 +154,45 @@ class ProbePool:
             results[index] = self._result(future, index, started_at)
         return [r for r in results if r is not None]
 
+    def probe_as_completed(
+        self, requests: Sequence[ProbeRequest], *, tick: float = 0.25
+    ) -> Iterator[tuple[int, TargetProbe] | None]:
+        """Yield ``(index, probe)`` as each target answers, and ``None`` after *tick* s of silence.
+
+        For a caller that records results as they arrive (a page then shows
+        them before the slowest target has answered); the ``None`` ticks let
+        it flush what it holds.  Each target is bounded on its own, as in
+        :meth:`probe_many`; SQLite files come first, read in this thread.
+        """
+        executor = self._executor_here()
+        arrived: queue.SimpleQueue[tuple[int, TargetProbe]] = queue.SimpleQueue()
+        started_at: dict[int, float] = {}
+        pending: set[int] = set()
+        local = []
+        for index, request in enumerate(requests):
+            if request.url.startswith("sqlite"):
+                local.append(index)
+                continue
+            pending.add(index)
+            future = executor.submit(self._timed, index, request, started_at)
+            future.add_done_callback(partial(_deliver, arrived, index))
+        for index in local:
+            yield index, self.probe(requests[index])
+        limit = self.timeout + DEADLINE_GRACE
+        while pending:
+            try:
+                index, probe = arrived.get(timeout=tick)
+            except queue.Empty:
+                now = time.monotonic()
+                for late in [i for i in pending if now - started_at.get(i, now) >= limit]:
+                    pending.discard(late)
+                    yield late, TargetProbe((), False, f"no answer within {limit:.0f} s", limit)
+                yield None
+                continue
+            if index in pending:
+                pending.discard(index)
+                yield index, probe
+
     def _timed(
         self, index: int, request: ProbeRequest, started_at: dict[int, float]
     ) -> TargetProbe:
@@ -241,6 +282,18 @@ class ProbePool:
                 target.close_idle()
             else:
                 held += target.idle_count()
+
+
+def _deliver(
+    arrived: queue.SimpleQueue[tuple[int, TargetProbe]], index: int, future: Future[TargetProbe]
+) -> None:
+    if future.cancelled():  # the pool was closed
+        return
+    problem = future.exception()
+    if problem is None:
+        arrived.put((index, future.result()))
+    else:  # a bug, not an answer: still the page must not wait for ever
+        arrived.put((index, TargetProbe((), False, f"probe failed: {type(problem).__name__}")))
 
 
 def create_probe_engine(url: str, timeout: float = DEFAULT_TIMEOUT, **kwargs: Any) -> Engine:
