@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from migdash.engine.probe import ProbePool, ProbeRequest
+from migdash.engine.probe import ProbePool, ProbeRequest, _bounded_connect, create_probe_engine
+from migdash.engine.probe_conn import ProbeTarget, _pymysql_connection_class, open_target
 from tests.conftest import migrate_to
 
 
@@ -112,3 +113,24 @@ def test_a_held_connection_the_server_ended_is_replaced_not_reported_unreachable
         pool.close()
     assert probe.error is None
     assert probe.current == ("b2",)
+
+
+@pytest.mark.server
+def test_pymysql_builds_its_default_tls_context_once(mariadb_server: str) -> None:
+    """PyMySQL's "TLS if offered" default built a CA-store context per connect (~26 ms)."""
+    url = sa.make_url(mariadb_server)
+    remote = open_target(
+        "mysql+pymysql://app:pw@db.example.com/app", 3.0, create_probe_engine, _bounded_connect
+    )
+    assert isinstance(remote, ProbeTarget)
+    connection_class = _pymysql_connection_class()
+    assert remote._connect is connection_class  # no TLS option in the URL: the shared context
+
+    server = {"host": url.host, "port": url.port or 3306, "user": url.username}
+    first = connection_class(**server, password=url.password)
+    second = connection_class(**server, password=url.password)
+    try:
+        assert first.ctx is second.ctx
+    finally:
+        first.close()
+        second.close()
