@@ -32,9 +32,8 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine, make_url
-from sqlalchemy.exc import SQLAlchemyError
 
-from migdash.engine.probe_conn import ProbeTarget, describe, open_target
+from migdash.engine.probe_conn import ProbeTarget, open_target
 
 DEFAULT_TIMEOUT = 5.0
 DEFAULT_IDLE_SECONDS = 300.0
@@ -287,7 +286,8 @@ class ProbePool:
 def _deliver(
     arrived: queue.SimpleQueue[tuple[int, TargetProbe]], index: int, future: Future[TargetProbe]
 ) -> None:
-    if future.cancelled():  # the pool was closed
+    if future.cancelled():  # the pool was closed meanwhile: an answer all the same
+        arrived.put((index, TargetProbe((), False, "probe cancelled: the probe pool closed")))
         return
     problem = future.exception()
     if problem is None:
@@ -357,8 +357,3 @@ def version_query(dialect: sa.Dialect, table: VersionTable) -> str:
 
 
 _VERSION_QUERIES: dict[tuple[type[sa.Dialect], VersionTable], str] = {}
-
-
-def _describe(exc: SQLAlchemyError) -> str:
-    """The driver's own words, first line only, without SQLAlchemy's boilerplate."""
-    return describe(exc)

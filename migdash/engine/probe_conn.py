@@ -73,6 +73,8 @@ class ProbeTarget:
                 if connection is None:
                     connection = self._open()
                 rows = _select(connection, sql)
+                if not self._autocommit:
+                    connection.rollback()
             except self._errors as exc:
                 if connection is None:  # could not connect
                     return (), False, self._scrub(exc)
@@ -82,8 +84,6 @@ class ProbeTarget:
                 if reused and attempt == 1:
                     continue
                 return (), False, self._scrub(exc)
-            if not self._autocommit:
-                connection.rollback()
             self._checkin(connection, now)
             return tuple(sorted([row[0] for row in rows])), True, None
         raise AssertionError("unreachable")  # pragma: no cover
