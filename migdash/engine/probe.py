@@ -94,8 +94,8 @@ class ProbePool:
 
     Bounded: a target holds at most one idle connection (a second concurrent
     probe of it opens one and closes it after), idle connections close after
-    *idle_seconds*, and at most *max_idle* are held in all, so 500 PostgreSQL
-    targets and the job workers fit a server's ``max_connections`` of 600.
+    *idle_seconds*, and at most *max_idle* are held in all (per process): one
+    process probing 500 PostgreSQL targets on 16 threads needs at most 516.
     """
 
     def __init__(
