@@ -137,10 +137,16 @@ def floor_round(
 
 
 def warm_pool(requests: list[ProbeRequest], workers: int = 16) -> ProbePool:
+    """A pool that has answered for every target (a cold pass, re-probing what failed)."""
     pool = ProbePool(timeout=5.0, max_workers=workers)
-    for probe in pool.probe_many(requests):
-        assert probe.error is None, probe.error
-    return pool
+    failed = requests
+    for attempt in range(5):
+        failed = [r for r, p in zip(failed, pool.probe_many(failed), strict=True) if p.error]
+        if attempt == 0 and failed:
+            print(f"  (cold warm-up pass: {len(failed)} of {len(requests)} reported unreachable)")
+        if not failed:
+            return pool
+    raise SystemExit(f"{len(failed)} targets never answered")
 
 
 def sqlite_read(connection: sqlite3.Connection) -> object:
