@@ -9,7 +9,8 @@ Prints, each with its baseline and the ratio:
     against a raw psycopg cursor on already-used connections, likewise;
   * cold status of those databases (``probe_many`` on a new pool, 8 threads)
     against in-process connect-per-check (psycopg connect, SELECT, close)
-    on 8 threads;
+    on 8 threads, while other processes load the CPUs (``--spinners``), and
+    how many healthy databases were reported unreachable (must be 0);
   * optionally (``--alembic-sample``), ``alembic current`` in a shell loop.
 
 The PostgreSQL part needs a server URL (``--pg-url``, or
@@ -295,6 +296,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="alternations of migdash/floor")
     parser.add_argument("--runs", type=int, default=3, help="warm passes per round (median)")
     parser.add_argument("--cold-rounds", type=int, default=5)
+    parser.add_argument(
+        "--spinners", type=int, default=2, help="CPU-loading processes during the cold rounds"
+    )
     parser.add_argument("--alembic-sample", type=int, default=0, help="0: skip the loop")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--drop", action="store_true", help="drop the bench databases and stop")
@@ -326,8 +330,20 @@ def main() -> None:
     figures.row("ProbePool.probe, sequential", "floor, sequential", count, 2)
     figures.row("ProbePool.probe, 8 threads", "floor, 8 threads", count, 2)
     figures.row("ProbePool.probe_many", "floor, 8 threads", count, 2)
-    cold = cold_figures(urls, args.cold_rounds)
-    print(f"cold status, {count} PostgreSQL databases ({args.cold_rounds} rounds, alternated)")
+    spinners = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"])  # noqa: S603
+        for _ in range(args.spinners)
+    ]
+    try:
+        cold = cold_figures(urls, args.cold_rounds)
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
+    print(
+        f"cold status, {count} PostgreSQL databases ({args.cold_rounds} rounds, alternated; "
+        f"{args.spinners} processes spinning on the CPU meanwhile)"
+    )
     cold.row("probe_many, new pool, 8 threads", "connect-per-check, 8 threads", count, 1.2)
     print(f"  reported unreachable (all are healthy): {cold.unreachable}")
     print(f"load average at end: {os.getloadavg()[0]:.2f}")
