@@ -50,7 +50,10 @@ def build_services(settings: dict[str, Any]) -> Services:
     sessions = create_session_factory(db_engine, cipher)
     catalog = GraphCatalog(cache_dir=Path(settings["MIGDASH_INSTANCE"]) / "graph-cache")
     probes = ProbePool(
-        timeout=settings["MIGDASH_PROBE_TIMEOUT"], max_workers=settings["MIGDASH_PROBE_WORKERS"]
+        timeout=settings["MIGDASH_PROBE_TIMEOUT"],
+        max_workers=settings["MIGDASH_PROBE_WORKERS"],
+        idle_seconds=settings["MIGDASH_PROBE_IDLE_SECONDS"],
+        max_idle=settings["MIGDASH_PROBE_MAX_IDLE"],
     )
     queue = JobQueue(settings["MIGDASH_QUEUE_URL"], settings["MIGDASH_INSTANCE"])
     bind_queue(sessions, queue)

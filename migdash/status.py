@@ -105,10 +105,25 @@ def refresh_status(
 ) -> list[TargetReport]:
     """Probe *targets* (all, or only those whose snapshot is older than *max_age*) and record.
 
-    Probes run concurrently on the pool's deadline; each result is judged
+    Probes run concurrently, each bounded on its own; each result is judged
     against its project's cached graph and stored as a snapshot.  The caller
     commits.
     """
+    stale, snapshots = stale_targets(session, targets, max_age)
+    if stale:  # the steady state of an auto-refresh probes and writes nothing
+        probes = pool.probe_many([probe_request(t) for t in stale])
+        record_probes(session, catalog, list(zip(stale, probes, strict=True)), snapshots)
+        session.flush()
+    # Read back rather than reuse what was read before probing: a job or another page may
+    # have recorded a newer snapshot meanwhile, and every page must show the same latest one.
+    return cached_status(session, targets)
+
+
+def stale_targets(
+    session: Session, targets: Sequence[Target], max_age: timedelta | None
+) -> tuple[list[Target], dict[int, Snapshot]]:
+    """The *targets* whose latest snapshot is older than *max_age* (all when None), and the
+    latest snapshots of those (read as rows first, so a fresh fleet costs no ORM objects)."""
     now = utcnow()
     seen = latest_snapshot_rows(session, [t.id for t in targets])
     stale = [
@@ -116,28 +131,28 @@ def refresh_status(
         for t in targets
         if max_age is None or t.id not in seen or now - seen[t.id].checked_at > max_age
     ]
-    if not stale:  # the steady state of an auto-refresh: nothing to probe, nothing to write
-        return reports_from(targets, seen)
-    snapshots = latest_snapshots(session, [t.id for t in stale])
-    probes = dict(
-        zip((t.id for t in stale), pool.probe_many([probe_request(t) for t in stale]), strict=True)
-    )
+    return stale, (latest_snapshots(session, [t.id for t in stale]) if stale else {})
+
+
+def record_probes(
+    session: Session,
+    catalog: GraphCatalog,
+    probed: Sequence[tuple[Target, TargetProbe]],
+    snapshots: Mapping[int, Snapshot],
+) -> None:
+    """Judge each probe against its project's cached graph and store it as a snapshot."""
+    now = utcnow()
     graphs: dict[int, tuple[RevisionGraph | None, str | None]] = {}
-    for target in stale:
+    for target, probe in probed:
         if target.project_id not in graphs:
             graphs[target.project_id] = project_graph(catalog, target.project)
             loaded = graphs[target.project_id][0]
             if loaded is not None:
                 announce_heads(session, target.project_id, target.project.name, loaded.heads, now)
         graph, problem = graphs[target.project_id]
-        status = assess_target(
-            graph, probes[target.id], track=target.project.track, project_error=problem
-        )
-        record_snapshot(session, target, status, probes[target.id], snapshots.get(target.id), now)
+        status = assess_target(graph, probe, track=target.project.track, project_error=problem)
+        record_snapshot(session, target, status, probe, snapshots.get(target.id), now)
     session.flush()
-    # Read back rather than reuse what was read before probing: a job or another page may
-    # have recorded a newer snapshot meanwhile, and every page must show the same latest one.
-    return cached_status(session, targets)
 
 
 def cached_status(session: Session, targets: Sequence[Target]) -> list[TargetReport]:

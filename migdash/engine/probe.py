@@ -1,32 +1,47 @@
-"""Read a target's current revision(s) with one SELECT, over pooled connections, on a deadline.
+"""Read a target's current revision(s) with one SELECT on a held connection, each on its own clock.
 
 ``alembic current`` builds a ``MigrationContext`` and checks ``has_table``
 on every call; across a thousand databases that is most of the cost.  A
-:class:`ProbePool` keeps one small SQLAlchemy pool per target URL and asks
-only ``SELECT version_num FROM <version table>``; the table's absence is
-checked only when that SELECT fails.  Every connection is opened with the
-driver's own connect and statement time-outs, and :meth:`ProbePool.probe_many`
-adds an overall deadline, so one dead host never stalls a page.
+:class:`ProbePool` parses each target URL once (its secrets, its driver's
+connect arguments, its rendered query) and keeps one idle DBAPI connection
+per target, so a steady-state probe is a raw cursor's
+``SELECT version_num FROM <version table>`` and little else: SQLAlchemy's
+execution machinery and pool are not on that path.  The table's absence is
+checked only when that SELECT fails.
+
+Every connection is opened with the driver's own connect and statement
+time-outs, and :meth:`ProbePool.probe_many` gives each target its own
+deadline counted from when *its* probe started: a batch of any size, on a
+machine however loaded, never calls a healthy target unreachable because
+the targets before it were slow.
 """
 
 from __future__ import annotations
 
 import os
+import queue
 import threading
 import time
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import wait as wait_futures
+import weakref
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 
-from migdash.engine.scrub import mask_url, scrub_text, url_secrets
+from migdash.engine.probe_conn import ProbeTarget, open_target
 
 DEFAULT_TIMEOUT = 5.0
+DEFAULT_IDLE_SECONDS = 300.0
+"""An idle connection is closed after this long unused (longer than the overview's refresh)."""
+DEFAULT_MAX_IDLE = 1000
+"""At most this many idle connections are held per pool; the least recently used go first."""
+DEADLINE_GRACE = 1.0
+"""Added to the timeout for :meth:`ProbePool.probe_many`'s own per-target deadline."""
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
@@ -63,99 +78,230 @@ class TargetProbe:
         return self.error is None
 
 
-class ProbePool:
-    """Per-URL connection pools plus a thread pool to probe many targets at once."""
+_POOLS: weakref.WeakSet[ProbePool] = weakref.WeakSet()
 
-    def __init__(self, timeout: float = DEFAULT_TIMEOUT, max_workers: int = 16) -> None:
+
+def _after_fork_in_child() -> None:
+    for pool in list(_POOLS):
+        pool._forget_parent()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class ProbePool:
+    """Targets parsed once with one held connection each, plus threads for many at once.
+
+    Bounded: a target holds at most one idle connection (a second concurrent
+    probe of it opens one and closes it after), idle connections close after
+    *idle_seconds*, and at most *max_idle* are held in all (per process): one
+    process probing 500 PostgreSQL targets on 16 threads needs at most 516.
+    """
+
+    def __init__(
+        self,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_workers: int = 16,
+        *,
+        idle_seconds: float = DEFAULT_IDLE_SECONDS,
+        max_idle: int = DEFAULT_MAX_IDLE,
+    ) -> None:
         self.timeout = timeout
-        self._engines: dict[str, Engine] = {}
+        self.idle_seconds = idle_seconds
+        self.max_idle = max_idle
+        self._targets: dict[str, ProbeTarget] = {}
         self._lock = threading.Lock()
         self._max_workers = max_workers
         self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="probe")
         self._pid = os.getpid()
+        self._next_sweep = time.perf_counter() + self._sweep_every()
+        self._inherited: list[dict[str, ProbeTarget]] = []
+        _POOLS.add(self)
 
     def probe(self, request: ProbeRequest) -> TargetProbe:
-        """Probe one target; failures come back as a :class:`TargetProbe` with ``error`` set."""
+        """Probe one target in this thread; failures come back with ``error`` set."""
         started = time.perf_counter()
-        secrets = url_secrets(request.url)
-        try:
-            db_engine = self._engine_for(request.url)
-        except (ArgumentError, NoSuchModuleError, ValueError) as exc:
-            return _failed(f"invalid URL {mask_url(request.url)}: {exc}", secrets, started)
-        try:
-            with db_engine.connect() as connection:
-                return _read_versions(connection, request.version_table, secrets, started)
-        except SQLAlchemyError as exc:
-            self._discard(request.url)
-            return _failed(_describe(exc), secrets, started)
-        except OSError as exc:
-            return _failed(f"{type(exc).__name__}: {exc}", secrets, started)
+        if started >= self._next_sweep:
+            self._sweep(started)
+        target = self._targets.get(request.url) or self._target_for(request.url)
+        if isinstance(target, str):
+            return TargetProbe((), False, target, time.perf_counter() - started)
+        current, has_table, error = target.read(request.version_table, started)
+        return TargetProbe(current, has_table, error, time.perf_counter() - started)
 
     def probe_many(self, requests: Sequence[ProbeRequest]) -> list[TargetProbe]:
-        """Probe all *requests* concurrently; any still running at the deadline is unreachable."""
+        """Probe all *requests*; each is bounded on its own, never by the batch's length.
+
+        Network targets go to the threads; SQLite files are read in this
+        thread meanwhile (a thread hop costs more than their SELECT).  A probe
+        still running ``timeout + 1`` s after it *started* is reported
+        unreachable (the driver's own time-outs normally end it sooner).
+        """
         executor = self._executor_here()
-        futures = [executor.submit(self.probe, request) for request in requests]
-        deadline = self.timeout + 1.0
-        wait_futures(futures, timeout=deadline)
-        results = []
-        for future in futures:
-            if future.done():
-                results.append(future.result())
+        results: list[TargetProbe | None] = [None] * len(requests)
+        started_at: dict[int, float] = {}
+        futures: list[tuple[int, Future[TargetProbe]]] = []
+        local = []
+        for index, request in enumerate(requests):
+            if request.url.startswith("sqlite"):
+                local.append(index)
             else:
-                results.append(
-                    TargetProbe((), False, f"no answer within {deadline:.0f} s", deadline)
-                )
-        return results
+                futures.append((index, executor.submit(self._timed, index, request, started_at)))
+        for index in local:
+            results[index] = self.probe(requests[index])
+        for index, future in futures:
+            results[index] = self._result(future, index, started_at)
+        return [r for r in results if r is not None]
+
+    def probe_as_completed(
+        self, requests: Sequence[ProbeRequest], *, tick: float = 0.25
+    ) -> Iterator[tuple[int, TargetProbe] | None]:
+        """Yield ``(index, probe)`` as each target answers, and ``None`` after *tick* s of silence.
+
+        For a caller that records results as they arrive (a page then shows
+        them before the slowest target has answered); the ``None`` ticks let
+        it flush what it holds.  Each target is bounded on its own, as in
+        :meth:`probe_many`; SQLite files come first, read in this thread.
+        """
+        executor = self._executor_here()
+        arrived: queue.SimpleQueue[tuple[int, TargetProbe]] = queue.SimpleQueue()
+        started_at: dict[int, float] = {}
+        pending: set[int] = set()
+        local = []
+        for index, request in enumerate(requests):
+            if request.url.startswith("sqlite"):
+                local.append(index)
+                continue
+            pending.add(index)
+            future = executor.submit(self._timed, index, request, started_at)
+            future.add_done_callback(partial(_deliver, arrived, index))
+        for index in local:
+            yield index, self.probe(requests[index])
+        limit = self.timeout + DEADLINE_GRACE
+        while pending:
+            try:
+                index, probe = arrived.get(timeout=tick)
+            except queue.Empty:
+                now = time.monotonic()
+                for late in [i for i in pending if now - started_at.get(i, now) >= limit]:
+                    pending.discard(late)
+                    yield late, TargetProbe((), False, f"no answer within {limit:.0f} s", limit)
+                yield None
+                continue
+            if index in pending:
+                pending.discard(index)
+                yield index, probe
+
+    def _timed(
+        self, index: int, request: ProbeRequest, started_at: dict[int, float]
+    ) -> TargetProbe:
+        started_at[index] = time.monotonic()
+        return self.probe(request)
+
+    def _result(
+        self, future: Future[TargetProbe], index: int, started_at: dict[int, float]
+    ) -> TargetProbe:
+        """The probe's answer, or "no answer" once it has run longer than its own deadline."""
+        limit = self.timeout + DEADLINE_GRACE
+        while True:
+            began = started_at.get(index)
+            remaining = limit if began is None else began + limit - time.monotonic()
+            try:
+                return future.result(timeout=max(remaining, 0.0))
+            except FutureTimeout:
+                began = started_at.get(index)
+                if began is not None and time.monotonic() - began >= limit:
+                    return TargetProbe((), False, f"no answer within {limit:.0f} s", limit)
 
     def _executor_here(self) -> ThreadPoolExecutor:
-        """This process's thread pool.
+        """This process's thread pool (a forked child starts its own: :meth:`_forget_parent`)."""
+        if self._pid != os.getpid():
+            self._forget_parent()
+        return self._executor
 
-        A forked child (gunicorn forks the app its master built, after ``migdash
-        demo`` probed there) inherits a pool whose threads exist only in the
-        parent: work sent to it would never run.  The child starts its own, and
-        leaves the parent's connections to the parent.
+    def _forget_parent(self) -> None:
+        """After a fork: new threads, new connections; the parent's are kept, never used.
+
+        A forked child (gunicorn forks the app its master built, after
+        ``migdash demo`` probed there) inherits a thread pool whose threads
+        exist only in the parent: work sent to it would never run.  Its
+        connections share their sockets with the parent, so the child neither
+        uses nor closes them (closing would end the parent's sessions).
         """
-        with self._lock:
-            if self._pid != os.getpid():
-                self._pid = os.getpid()
-                self._executor = ThreadPoolExecutor(
-                    max_workers=self._max_workers, thread_name_prefix="probe"
-                )
-                for db_engine in self._engines.values():
-                    db_engine.dispose(close=False)
-                self._engines = {}
-            return self._executor
+        if self._pid == os.getpid():
+            return
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self._executor = ThreadPoolExecutor(
+            max_workers=self._max_workers, thread_name_prefix="probe"
+        )
+        self._inherited.append(self._targets)
+        self._targets = {}
 
     def close(self) -> None:
-        """Dispose every pool and stop the threads (pending probes are abandoned)."""
+        """Close every held connection and stop the threads (pending probes are abandoned)."""
         self._executor.shutdown(wait=False, cancel_futures=True)
         with self._lock:
-            engines, self._engines = list(self._engines.values()), {}
-        for db_engine in engines:
-            db_engine.dispose()
+            targets, self._targets = list(self._targets.values()), {}
+        for target in targets:
+            target.close()
 
-    def _engine_for(self, url: str) -> Engine:
+    def _target_for(self, url: str) -> ProbeTarget | str:
+        """The parsed target for *url*, or why it cannot be probed (an invalid URL)."""
         with self._lock:
-            db_engine = self._engines.get(url)
-            if db_engine is None:
-                db_engine = create_probe_engine(url, self.timeout)
-                self._engines[url] = db_engine
-            return db_engine
+            target = self._targets.get(url)
+            if target is None:
+                opened = open_target(url, self.timeout, create_probe_engine, _bounded_connect)
+                if isinstance(opened, str):
+                    return opened
+                target = self._targets[url] = opened
+            return target
 
-    def _discard(self, url: str) -> None:
-        """Drop a pool after an error so a restarted server gets fresh connections."""
-        with self._lock:
-            db_engine = self._engines.pop(url, None)
-        if db_engine is not None:
-            db_engine.dispose()
+    def held_connections(self) -> int:
+        """Idle connections this pool holds open now (at most one per target)."""
+        return sum(target.idle_count() for target in list(self._targets.values()))
+
+    def sweep(self) -> None:
+        """Close connections idle longer than *idle_seconds*, and the oldest beyond *max_idle*.
+
+        Probes call this themselves every ``idle_seconds / 4`` (at least 1 s).
+        """
+        self._sweep(time.perf_counter())
+
+    def _sweep_every(self) -> float:
+        return max(1.0, self.idle_seconds / 4)
+
+    def _sweep(self, now: float) -> None:
+        self._next_sweep = now + self._sweep_every()
+        targets = list(self._targets.values())  # one C call: safe while others insert
+        targets.sort(key=lambda t: t.last_used, reverse=True)
+        held = 0
+        for target in targets:
+            if target.last_used < now - self.idle_seconds or held >= self.max_idle:
+                target.close_idle()
+            else:
+                held += target.idle_count()
 
 
-def create_probe_engine(url: str, timeout: float = DEFAULT_TIMEOUT) -> Engine:
-    """An Engine for probing *url*: read-only where possible, with bounded waits."""
+def _deliver(
+    arrived: queue.SimpleQueue[tuple[int, TargetProbe]], index: int, future: Future[TargetProbe]
+) -> None:
+    if future.cancelled():  # the pool was closed meanwhile: an answer all the same
+        arrived.put((index, TargetProbe((), False, "probe cancelled: the probe pool closed")))
+        return
+    problem = future.exception()
+    if problem is None:
+        arrived.put((index, future.result()))
+    else:  # a bug, not an answer: still the page must not wait for ever
+        arrived.put((index, TargetProbe((), False, f"probe failed: {type(problem).__name__}")))
+
+
+def create_probe_engine(url: str, timeout: float = DEFAULT_TIMEOUT, **kwargs: Any) -> Engine:
+    """An Engine for reading *url*: read-only where possible, with bounded waits."""
     parsed = make_url(url)
     parsed, connect_args = _bounded_connect(parsed, timeout)
-    kwargs: dict[str, Any] = {"connect_args": connect_args}
-    if parsed.get_backend_name() != "sqlite":
+    kwargs = {"connect_args": connect_args, **kwargs}
+    if parsed.get_backend_name() != "sqlite" and "poolclass" not in kwargs:
         kwargs.update(pool_size=1, max_overflow=2, pool_timeout=timeout, pool_recycle=1800)
     return sa.create_engine(parsed, **kwargs)
 
@@ -194,20 +340,6 @@ def _bounded_connect(url: URL, timeout: float) -> tuple[URL, dict[str, Any]]:
     return url, {}
 
 
-def _read_versions(
-    connection: sa.Connection, table: VersionTable, secrets: list[str], started: float
-) -> TargetProbe:
-    sql = version_query(connection.dialect, table)
-    try:
-        rows = connection.exec_driver_sql(sql).scalars().all()
-    except DBAPIError as exc:
-        connection.rollback()
-        if not sa.inspect(connection).has_table(table.name, schema=table.schema):
-            return TargetProbe((), False, None, time.perf_counter() - started)
-        return _failed(_describe(exc), secrets, started)
-    return TargetProbe(tuple(sorted(rows)), True, None, time.perf_counter() - started)
-
-
 def version_query(dialect: sa.Dialect, table: VersionTable) -> str:
     """``SELECT version_num FROM <table>``, quoted for *dialect* and rendered once.
 
@@ -225,15 +357,3 @@ def version_query(dialect: sa.Dialect, table: VersionTable) -> str:
 
 
 _VERSION_QUERIES: dict[tuple[type[sa.Dialect], VersionTable], str] = {}
-
-
-def _failed(message: str, secrets: list[str], started: float) -> TargetProbe:
-    return TargetProbe((), False, scrub_text(message, secrets), time.perf_counter() - started)
-
-
-def _describe(exc: SQLAlchemyError) -> str:
-    """The driver's own words, first line only, without SQLAlchemy's boilerplate."""
-    original = getattr(exc, "orig", None) or exc
-    text = str(original).strip().splitlines()
-    first = text[0] if text else type(original).__name__
-    return f"{type(original).__name__}: {first}"

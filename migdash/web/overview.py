@@ -11,12 +11,13 @@ from migdash.jobs.drift import DriftKind, latest_drift_checks
 from migdash.jobs.schemas import fleet_groups, latest_schema_snapshots, schema_mismatches
 from migdash.permissions import Permission
 from migdash.services import services_of
-from migdash.status import build_overview, cached_status, refresh_status
+from migdash.status import build_overview, cached_status
 from migdash.store import registry
 from migdash.store.queries import all_environments, all_projects, find_targets
 from migdash.web.auth import requires
 from migdash.web.db import db
 from migdash.web.htmx import render_page_or_partial
+from migdash.web.refresh import refresh_for_page
 
 bp = Blueprint("overview", __name__)
 
@@ -31,6 +32,11 @@ def _filters() -> dict[str, str]:
 
 
 def _render(*, probe: bool, force: bool = False) -> Response:
+    if probe:
+        max_age = (
+            None if force else timedelta(seconds=current_app.config["MIGDASH_REFRESH_SECONDS"])
+        )
+        refresh_for_page(db(), max_age)
     session = db()
     services = services_of()
     filters = _filters()
@@ -39,16 +45,7 @@ def _render(*, probe: bool, force: bool = False) -> Response:
     if "environment" in filters:
         registry.get_environment(session, filters["environment"])
     targets = find_targets(session, **filters)
-    if probe:
-        max_age = (
-            None if force else timedelta(seconds=current_app.config["MIGDASH_REFRESH_SECONDS"])
-        )
-        reports = refresh_status(
-            session, services.catalog, services.probes, targets, max_age=max_age
-        )
-        session.commit()
-    else:
-        reports = cached_status(session, targets)
+    reports = cached_status(session, targets)
     environments = [
         e for e in all_environments(session) if e.name == filters.get("environment", e.name)
     ]
@@ -93,7 +90,11 @@ def index() -> Response:
 @bp.get("/overview/matrix")
 @requires(Permission.VIEW)
 def matrix() -> Response:
-    """The matrix fragment, re-probing targets whose snapshot is older than the refresh period."""
+    """The matrix fragment, re-probing targets whose snapshot is older than the refresh period.
+
+    The probing runs in the background; the fragment waits for it at most
+    ``MIGDASH_PAGE_WAIT_SECONDS`` and shows the snapshots recorded by then.
+    """
     return _render(probe=True)
 
 

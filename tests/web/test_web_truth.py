@@ -251,18 +251,19 @@ def test_overview_and_project_page_agree_when_a_job_records_during_a_probe(
         for snapshot in session.scalars(sa.select(Snapshot).where(Snapshot.target_id == stale)):
             snapshot.checked_at -= timedelta(hours=1)
         session.commit()
-    probe_many = services.probes.probe_many
+    # the overview's background refresh probes through probe_as_completed
+    probe_as_completed = services.probes.probe_as_completed
 
-    def job_finishes_meanwhile(requests: list[Any]) -> list[Any]:
-        monkeypatch.setattr(services.probes, "probe_many", probe_many)
+    def job_finishes_meanwhile(requests: list[Any], **options: Any) -> Any:
+        monkeypatch.setattr(services.probes, "probe_as_completed", probe_as_completed)
         migrate_to(project, b_url, "heads")  # the "worker" upgrades busy and re-probes it
         with services.sessions() as worker:
             busy = [t for t in find_targets(worker) if t.name == "busy"]
             refresh_status(worker, services.catalog, services.probes, busy)
             worker.commit()
-        return probe_many(requests)
+        return probe_as_completed(requests, **options)
 
-    monkeypatch.setattr(services.probes, "probe_many", job_finishes_meanwhile)
+    monkeypatch.setattr(services.probes, "probe_as_completed", job_finishes_meanwhile)
     overview = target_states(admin.get("/overview/matrix", headers=HX).get_data(as_text=True))
     project_page = admin.get("/projects/linear").get_data(as_text=True)
     listed = dict(re.findall(r'<li [^>]*data-target="([^"]+)" data-state="([^"]+)"', project_page))
