@@ -17,6 +17,8 @@ def register_web(app: Flask) -> None:
         actions,
         admin,
         api,
+        api_docs,
+        api_reads,  # noqa: F401 - adds its routes to api.bp when imported
         approvals,
         audit,
         auth,
@@ -51,6 +53,7 @@ def register_web(app: Flask) -> None:
         approvals,
         audit,
         api,
+        api_docs,
     ):
         app.register_blueprint(module.bp)
     csrf.exempt(api.bp)  # token-authenticated, no cookies: nothing for CSRF to protect

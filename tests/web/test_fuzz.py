@@ -167,8 +167,8 @@ INPUTS: dict[str, tuple[str, ...]] = {
     "audit.index": AUDIT,
     "audit.export_csv": AUDIT,
     "audit.export_json": AUDIT,
-    "api.status": ("project", "env", "probe"),
-    "api.targets": (),
+    "api.status": ("project", "environment", "env", "tag", "state", "probe"),
+    "api.targets": ("project", "environment", "tag"),
     "api.jobs": ("state", "project", "target", "limit"),
     "api.create_job": ("target", "action", "revision", "purge", "plan_hash"),
     "api.job": (),
@@ -178,6 +178,18 @@ INPUTS: dict[str, tuple[str, ...]] = {
     "api.pending_approvals": (),
     "api.approve": ("comment", "plan_hash"),
     "api.reject": ("comment",),
+    "api.openapi": (),
+    "api_docs.index": (),
+    "api.projects": (),
+    "api.project": (),
+    "api.heads": (),
+    "api.history": ("page", "n"),
+    "api.graph": (),
+    "api.revision": (),
+    "api.target": (),
+    "api.audit_events": ("actor", "action", "target", "project", "since", "before", "limit"),
+    "api.compare": ("a", "b", "target_a", "target_b"),
+    "api.schema_diff": ("left", "right"),
 }
 """Query (GET), form (web POST) or JSON (API POST) fields each endpoint reads."""
 MULTI = frozenset({"heads"})
@@ -283,6 +295,8 @@ REAL: dict[str, list[str]] = {
     "limit": ["1", "10", "1000", "1001", "0"],
     "after": ["0", "1"],
     "probe": ["1"],
+    "tag": ["eu", "primary"],
+    "before": ["1000", "1"],
 }
 """Values that mean something in the seeded world (the fuzz mixes them with hostile ones)."""
 PATH_VALUES: dict[str, list[str]] = {
@@ -343,7 +357,11 @@ KILLERS = [HUGE, NUL, LONG, "-" + HUGE, "'\"<script>{{"]
 SLOW_KILLERS = KILLERS[:3]
 JSON_KILLERS: list[Any] = [10**23, -(10**23), 1.5, None, True, [], {"a": 1}, NUL, LONG]
 JSON_REAL: dict[str, Any] = {"purge": False}
-BASELINE = {"api.approve:plan_hash": "{held_plan}", "approvals.approve:plan_hash": "{held_plan}"}
+BASELINE = {
+    "api.approve:plan_hash": "{held_plan}",
+    "approvals.approve:plan_hash": "{held_plan}",
+    "api.status:state": "behind",  # a target's state, not a job's
+}
 """Where the first REAL value is not the one that gets furthest for an endpoint."""
 JSON = "application/json"
 TOKEN = "<the admin's API token>"
