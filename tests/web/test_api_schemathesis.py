@@ -227,7 +227,16 @@ def fuzz(operation: Any, served: Served, session: requests.Session) -> list[int]
 
 def test_every_operation_answers_as_its_document_says(served: Served) -> None:
     found = operations(served)
-    assert len(found) >= 20, [op.label for op in found]
+    document = requests.get(
+        f"{served.base_url}/api/v1/openapi.json",
+        headers={"Authorization": f"Bearer {served.token}"},
+        timeout=30,
+    ).json()
+    documented = {f"{m.upper()} {p}" for p, item in document["paths"].items() for m in item}
+    # schemathesis leaves out the document's own URL; everything else is exercised
+    assert {f"{op.method.upper()} {op.path}" for op in found} == documented - {
+        "GET /api/v1/openapi.json"
+    }
     session = requests.Session()
     sent = {f"{op.method.upper()} {op.path}": fuzz(op, served, session) for op in found}
     # the token got in (negative cases also drop or mangle it: those are 401, as documented)
