@@ -119,6 +119,7 @@ def status(query: m.StatusQuery) -> Response:
 @permission(Permission.VIEW)
 @documented(list[m.TargetInfo], tag="targets")
 def targets(query: m.TargetsQuery) -> Response:
+    """Registered targets (URLs masked), optionally of one project, environment or tag."""
     found = find_targets(db(), project=query.project, environment=query.environment)
     return jsonify([target_json(t) for t in matching(found, query.tag)])
 
@@ -137,6 +138,7 @@ def target_json(t: Target) -> dict[str, object]:
 @permission(Permission.VIEW)
 @documented(list[m.Job], tag="jobs")
 def jobs(query: m.JobsQuery) -> Response:
+    """Jobs newest first, optionally by state, project or target."""
     rows = list_jobs(
         db(), state=query.state, project=query.project, target=query.target, limit=query.limit
     )
@@ -177,6 +179,7 @@ def create_job(json: m.CreateJob) -> tuple[Response, int]:
 @permission(Permission.VIEW)
 @documented(m.Job, tag="jobs")
 def job(job_id: int) -> Response:
+    """One job: its state, plan steps, result and error."""
     return jsonify(job_json(get_job(db(), job_id)))
 
 
@@ -204,6 +207,7 @@ def job_plan(job_id: int) -> Response:
 @permission(Permission.VIEW)
 @documented(list[m.LogLine], tag="jobs")
 def job_log(job_id: int, query: m.LogQuery) -> Response:
+    """The job's log lines in order; poll with after set to the last id seen."""
     session = db()
     get_job(session, job_id)
     return jsonify(
@@ -218,6 +222,7 @@ def job_log(job_id: int, query: m.LogQuery) -> Response:
 @permission(Permission.REQUEST)
 @documented(m.Job, tag="jobs")
 def cancel(job_id: int) -> Response:
+    """Cancel a job that has not started (queued or awaiting approval)."""
     session = db()
     job = cancel_job(session, job_id, actor=g.api_user.username, role=g.api_user.role, now=utcnow())
     session.commit()
@@ -228,6 +233,7 @@ def cancel(job_id: int) -> Response:
 @permission(Permission.VIEW)
 @documented(list[m.Job], tag="approvals")
 def pending_approvals() -> Response:
+    """Jobs awaiting approval, oldest first."""
     return jsonify([job_json(j) for j in approvals.awaiting(db())])
 
 
@@ -262,6 +268,7 @@ def approve(job_id: int, json: m.Approve) -> Response:
 @permission(Permission.APPROVE)
 @documented(m.Job, tag="approvals")
 def reject(job_id: int, json: m.Reject) -> Response:
+    """Reject a job awaiting approval (never your own); it will not run."""
     session = db()
     job = approvals.reject(
         session,

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 from flask import Response, current_app, jsonify
 
+from migdash.engine.graph import RevisionGraph
 from migdash.engine.render import graph_json, revision_json
 from migdash.engine.source import read_revision_source
 from migdash.errors import InvalidInput, UnknownRevision
@@ -44,6 +45,7 @@ def project_json(project: Project) -> dict[str, object]:
 @permission(Permission.VIEW)
 @documented(list[m.ProjectInfo], tag="projects")
 def projects() -> Response:
+    """Registered projects with their heads (null, and the problem, when one cannot be loaded)."""
     return jsonify([project_json(p) for p in all_projects(db())])
 
 
@@ -51,10 +53,11 @@ def projects() -> Response:
 @permission(Permission.VIEW)
 @documented(m.ProjectInfo, tag="projects")
 def project(name: str) -> Response:
+    """One project with its heads."""
     return jsonify(project_json(registry.get_project(db(), name)))
 
 
-def _graph(name: str):  # type: ignore[no-untyped-def]
+def _graph(name: str) -> RevisionGraph:
     """The project's graph; a broken project is a 422 ``broken_project`` naming the file."""
     return services_of().catalog.graph(registry.get_project(db(), name).script_location)
 

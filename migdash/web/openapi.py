@@ -44,9 +44,8 @@ def refuse_invalid_request(
     req: Any, resp: Any, error: Exception | None, instance: Any, adapter: Any
 ) -> None:
     """spectree's ``before`` hook: its validation error becomes the app's ``invalid_input``."""
-    if error is None:
+    if not isinstance(error, ValidationError):
         return
-    assert isinstance(error, ValidationError)
     first = error.errors()[0]
     where = ".".join(str(part) for part in first["loc"])
     field = str(first["loc"][0]) if first["loc"] else None
