@@ -8,6 +8,7 @@ from flask.cli import with_appcontext
 from migdash.cli.base import emit, json_option, main, store
 from migdash.engine.graph import RevisionGraph
 from migdash.engine.render import build_dot, graph_json, render_svg
+from migdash.engine.render import revision_json as history_entry
 from migdash.engine.source import read_revision_source
 from migdash.errors import BrokenProject, UnknownRevision
 from migdash.status import TargetReport, refresh_status
@@ -18,20 +19,6 @@ from migdash.store.queries import find_targets
 def _graph(session: object, services: object, name: str) -> RevisionGraph:
     project = registry.get_project(session, name)  # type: ignore[arg-type]
     return services.catalog.graph(project.script_location)  # type: ignore[attr-defined, no-any-return]
-
-
-def history_entry(graph: RevisionGraph, revision: str) -> dict[str, object]:
-    node = graph.nodes[revision]
-    return {
-        "revision": node.revision,
-        "down_revisions": list(node.down_revisions),
-        "branch_labels": list(node.branch_labels),
-        "depends_on": list(node.depends_on),
-        "message": node.message,
-        "is_head": node.is_head,
-        "is_branch_point": node.is_branch_point,
-        "is_merge": node.is_merge_point,
-    }
 
 
 def _probe(project: str | None, environment: str | None) -> list[TargetReport]:

@@ -237,6 +237,21 @@ def _draw_in_background(key: str, source: str, timeout: float) -> None:
             del _drawn[next(iter(_drawn))]
 
 
+def revision_json(graph: RevisionGraph, revision: str) -> dict[str, object]:
+    """One revision as ``heads``/``history`` list it in ``--json`` and the API."""
+    node = graph.nodes[revision]
+    return {
+        "revision": node.revision,
+        "down_revisions": list(node.down_revisions),
+        "branch_labels": list(node.branch_labels),
+        "depends_on": list(node.depends_on),
+        "message": node.message,
+        "is_head": node.is_head,
+        "is_branch_point": node.is_branch_point,
+        "is_merge": node.is_merge_point,
+    }
+
+
 def graph_json(graph: RevisionGraph) -> dict[str, object]:
     """A plain-data view of the graph for ``graph --format json`` and the API."""
     return {

@@ -90,8 +90,12 @@ def find_events(
     project: str | None = None,
     since: datetime | None = None,
     limit: int = 500,
+    before: int | None = None,
 ) -> Sequence[AuditEvent]:
+    """Newest first; *before* (an event id) pages back past the events already read."""
     query = sa.select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)
+    if before is not None:
+        query = query.where(AuditEvent.id < before)
     if actor:
         query = query.where(AuditEvent.actor == actor)
     if action:

@@ -17,6 +17,8 @@ def register_web(app: Flask) -> None:
         actions,
         admin,
         api,
+        api_docs,
+        api_reads,  # noqa: F401 - adds its routes to api.bp when imported
         approvals,
         audit,
         auth,
@@ -57,6 +59,7 @@ def register_web(app: Flask) -> None:
         api,
         health,
         metrics,
+        api_docs,
     ):
         app.register_blueprint(module.bp)
     csrf.exempt(api.bp)  # token-authenticated, no cookies: nothing for CSRF to protect

@@ -2,16 +2,20 @@
 
 Same permission checks as the web (``migdash.permissions``), no cookies (so
 no CSRF surface), and errors as ``{"error": {"code", "message", "hint"}}``
-with a stable code per condition.
+with a stable code per condition.  Every route is :func:`documented`: its
+query, body and response models (``api_models``) validate the request and
+the response and make the OpenAPI document (``openapi.json``).  The read
+routes over projects, targets, audit and compare live in ``api_reads``, on
+this blueprint.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import wraps
 from typing import Any, TypeVar
 
-from flask import Blueprint, Response, g, jsonify, request
+from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from migdash.engine.scrub import mask_url
 from migdash.errors import InvalidInput
@@ -25,12 +29,14 @@ from migdash.permissions import Permission, require
 from migdash.services import services_of
 from migdash.status import cached_status, refresh_status
 from migdash.store import registry
-from migdash.store.models import utcnow
+from migdash.store.models import Target, utcnow
 from migdash.store.queries import find_targets
 from migdash.store.tokens import authenticate_token
+from migdash.web import api_models as m
 from migdash.web.db import db
 from migdash.web.errors import json_error
-from migdash.web.inputs import bool_field, int_arg, json_object, text_field
+from migdash.web.inputs import FORM_METHODS, json_object
+from migdash.web.openapi import declares_body, documented, openapi_document
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -53,6 +59,22 @@ def authenticate() -> Response | None:
     return None
 
 
+@bp.before_request
+def read_body() -> None:
+    """Parse a documented JSON body strictly (depth, junk, not an object: 400) before spectree.
+
+    The parsed body is cached on the request, so spectree validates exactly
+    this object whatever the Content-Type said; a form body is refused, as the
+    API reads JSON only.
+    """
+    view = current_app.view_functions.get(request.endpoint or "")
+    if request.method not in FORM_METHODS or view is None or not declares_body(view):
+        return
+    if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        raise InvalidInput("send the body as JSON (Content-Type: application/json), not a form")
+    json_object(required=False)
+
+
 def permission(needed: Permission) -> Callable[[F], F]:
     def decorate(view: F) -> F:
         @wraps(view)
@@ -66,32 +88,46 @@ def permission(needed: Permission) -> Callable[[F], F]:
     return decorate
 
 
+@bp.get("/openapi.json")
+@permission(Permission.VIEW)
+@documented(m.OpenAPIDocument, tag="meta")
+def openapi() -> Response:
+    """This document: every route, its parameters, bodies and answers (OpenAPI 3.1)."""
+    return jsonify(openapi_document())
+
+
+def matching(targets: Sequence[Target], tag: str | None) -> list[Target]:
+    return [t for t in targets if tag is None or tag in t.tags]
+
+
 @bp.get("/status")
 @permission(Permission.VIEW)
-def status() -> Response:
+@documented(list[m.TargetStatus], tag="status")
+def status(query: m.StatusQuery) -> Response:
+    """Each target's state, current and pending revisions (cached, or probed now with probe)."""
     session, services = db(), services_of()
-    targets = find_targets(
-        session, project=request.args.get("project"), environment=request.args.get("env")
-    )
-    if request.args.get("probe") == "1":
+    found = find_targets(session, project=query.project, environment=query.environment or query.env)
+    targets = matching(found, query.tag)
+    if query.probe:
         reports = refresh_status(session, services.catalog, services.probes, targets)
         session.commit()
     else:
         reports = cached_status(session, targets)
-    return jsonify([r.as_json() for r in reports])
+    return jsonify([r.as_json() for r in reports if query.state in (None, r.status.state)])
 
 
 @bp.get("/check")
 @permission(Permission.VIEW)
-def check() -> Response:
+@documented(m.CheckFacts, tag="status")
+def check(query: m.CheckQuery) -> Response:
     """What ``migdash check --server`` judges: targets (probed with ``probe=1``), drift, heads."""
     session, services = db(), services_of()
     facts = gather_check_facts(
         session,
         services.jobs,
-        project=request.args.get("project") or None,
-        environment=request.args.get("env") or None,
-        probe=request.args.get("probe") == "1",
+        project=query.project,
+        environment=query.env,
+        probe=query.probe,
         now=utcnow(),
     )
     session.commit()
@@ -100,57 +136,57 @@ def check() -> Response:
 
 @bp.get("/targets")
 @permission(Permission.VIEW)
-def targets() -> Response:
-    return jsonify(
-        [
-            {
-                "target": t.name,
-                "project": t.project.name,
-                "environment": t.environment.name,
-                "url": mask_url(t.url),
-                "tags": t.tags,
-            }
-            for t in find_targets(db())
-        ]
-    )
+@documented(list[m.TargetInfo], tag="targets")
+def targets(query: m.TargetsQuery) -> Response:
+    """Registered targets (URLs masked), optionally of one project, environment or tag."""
+    found = find_targets(db(), project=query.project, environment=query.environment)
+    return jsonify([target_json(t) for t in matching(found, query.tag)])
+
+
+def target_json(t: Target) -> dict[str, object]:
+    return {
+        "target": t.name,
+        "project": t.project.name,
+        "environment": t.environment.name,
+        "url": mask_url(t.url),
+        "tags": t.tags,
+    }
 
 
 @bp.get("/jobs")
 @permission(Permission.VIEW)
-def jobs() -> Response:
+@documented(list[m.Job], tag="jobs")
+def jobs(query: m.JobsQuery) -> Response:
+    """Jobs newest first, optionally by state, project or target."""
     rows = list_jobs(
-        db(),
-        state=request.args.get("state"),
-        project=request.args.get("project"),
-        target=request.args.get("target"),
-        limit=int_arg("limit", 100, low=1, high=1000),
+        db(), state=query.state, project=query.project, target=query.target, limit=query.limit
     )
     return jsonify([job_json(j) for j in rows])
 
 
 @bp.post("/jobs")
 @permission(Permission.REQUEST)
-def create_job() -> tuple[Response, int]:
-    data = json_object()
+@documented(m.Job, tag="jobs", status=201, also={200: m.NothingToDo})
+def create_job(json: m.CreateJob) -> tuple[Response, int]:
+    """Request upgrade, downgrade or stamp of a target (held for approval where protected)."""
     session, services = db(), services_of()
-    target = registry.get_target(session, text_field(data, "target", required=True, limit=100))
-    action = text_field(data, "action", required=True, limit=20)
-    if action not in TARGET_ACTIONS:
+    target = registry.get_target(session, json.target)
+    if json.action not in TARGET_ACTIONS:
         raise InvalidInput(
-            f"action must be one of {', '.join(TARGET_ACTIONS)}, not {action[:20]!r}",
+            f"action must be one of {', '.join(TARGET_ACTIONS)}, not {json.action[:20]!r}",
             field="action",
         )
     job = request_target_action(
         session,
         services.jobs,
         target,
-        action,
-        text_field(data, "revision", required=True, limit=200),
+        json.action,
+        json.revision,
         actor=g.api_user.username,
         role=g.api_user.role,
         now=utcnow(),
-        purge=bool_field(data, "purge"),
-        seen_plan=text_field(data, "plan_hash", limit=64) or None,
+        purge=json.purge,
+        seen_plan=json.plan_hash or None,
     )
     session.commit()
     if job is None:
@@ -160,12 +196,15 @@ def create_job() -> tuple[Response, int]:
 
 @bp.get("/jobs/<int:job_id>")
 @permission(Permission.VIEW)
+@documented(m.Job, tag="jobs")
 def job(job_id: int) -> Response:
+    """One job: its state, plan steps, result and error."""
     return jsonify(job_json(get_job(db(), job_id)))
 
 
 @bp.get("/jobs/<int:job_id>/plan")
 @permission(Permission.VIEW)
+@documented(m.JobPlan, tag="jobs")
 def job_plan(job_id: int) -> Response:
     """The job's plan made afresh now: what an approver reviews (steps, SQL, plan_hash)."""
     session, services = db(), services_of()
@@ -185,21 +224,24 @@ def job_plan(job_id: int) -> Response:
 
 @bp.get("/jobs/<int:job_id>/log")
 @permission(Permission.VIEW)
-def job_log(job_id: int) -> Response:
+@documented(list[m.LogLine], tag="jobs")
+def job_log(job_id: int, query: m.LogQuery) -> Response:
+    """The job's log lines in order; poll with after set to the last id seen."""
     session = db()
     get_job(session, job_id)
-    after = int_arg("after", 0)
     return jsonify(
         [
             {"id": line.id, "at": line.at.isoformat() + "Z", "line": line.line}
-            for line in read_log(session, job_id, after)
+            for line in read_log(session, job_id, query.after)
         ]
     )
 
 
 @bp.post("/jobs/<int:job_id>/cancel")
 @permission(Permission.REQUEST)
+@documented(m.Job, tag="jobs")
 def cancel(job_id: int) -> Response:
+    """Cancel a job that has not started (queued or awaiting approval)."""
     session = db()
     job = cancel_job(session, job_id, actor=g.api_user.username, role=g.api_user.role, now=utcnow())
     session.commit()
@@ -208,15 +250,17 @@ def cancel(job_id: int) -> Response:
 
 @bp.get("/approvals")
 @permission(Permission.VIEW)
+@documented(list[m.Job], tag="approvals")
 def pending_approvals() -> Response:
+    """Jobs awaiting approval, oldest first."""
     return jsonify([job_json(j) for j in approvals.awaiting(db())])
 
 
 @bp.post("/jobs/<int:job_id>/approve")
 @permission(Permission.APPROVE)
-def approve(job_id: int) -> Response:
+@documented(m.Decision, tag="approvals")
+def approve(job_id: int, json: m.Approve) -> Response:
     """Approve the plan with the ``plan_hash`` the caller reviewed (required)."""
-    data = json_object()
     session, services = db(), services_of()
     decision = approvals.approve(
         session,
@@ -224,8 +268,8 @@ def approve(job_id: int) -> Response:
         job_id,
         actor=g.api_user.username,
         role=g.api_user.role,
-        comment=text_field(data, "comment", limit=500),
-        seen_plan=text_field(data, "plan_hash", limit=64) or None,
+        comment=json.comment or "",
+        seen_plan=json.plan_hash or None,
         now=utcnow(),
         require_seen_plan=True,
     )
@@ -241,15 +285,16 @@ def approve(job_id: int) -> Response:
 
 @bp.post("/jobs/<int:job_id>/reject")
 @permission(Permission.APPROVE)
-def reject(job_id: int) -> Response:
-    data = json_object(required=False)
+@documented(m.Job, tag="approvals")
+def reject(job_id: int, json: m.Reject) -> Response:
+    """Reject a job awaiting approval (never your own); it will not run."""
     session = db()
     job = approvals.reject(
         session,
         job_id,
         actor=g.api_user.username,
         role=g.api_user.role,
-        comment=text_field(data, "comment", limit=500),
+        comment=json.comment or "",
         now=utcnow(),
     )
     session.commit()

@@ -171,12 +171,12 @@ INPUTS: dict[str, tuple[str, ...]] = {
     "audit.index": AUDIT,
     "audit.export_csv": AUDIT,
     "audit.export_json": AUDIT,
-    "api.status": ("project", "env", "probe"),
     "api.check": ("project", "env", "probe"),
     "health.healthz": (),
     "health.readyz": (),
     "metrics.metrics": (),
-    "api.targets": (),
+    "api.status": ("project", "environment", "env", "tag", "state", "probe"),
+    "api.targets": ("project", "environment", "tag"),
     "api.jobs": ("state", "project", "target", "limit"),
     "api.create_job": ("target", "action", "revision", "purge", "plan_hash"),
     "api.job": (),
@@ -201,6 +201,18 @@ INPUTS: dict[str, tuple[str, ...]] = {
     "webhooks.detail": (),
     "webhooks.test": (),
     "webhooks.delete": (),
+    "api.openapi": (),
+    "api_docs.index": (),
+    "api.projects": (),
+    "api.project": (),
+    "api.heads": (),
+    "api.history": ("page", "n"),
+    "api.graph": (),
+    "api.revision": (),
+    "api.target": (),
+    "api.audit_events": ("actor", "action", "target", "project", "since", "before", "limit"),
+    "api.compare": ("a", "b", "target_a", "target_b"),
+    "api.schema_diff": ("left", "right"),
 }
 """Query (GET), form (web POST) or JSON (API POST) fields each endpoint reads."""
 MULTI = frozenset({"heads"})
@@ -319,6 +331,8 @@ REAL: dict[str, list[str]] = {
     "events": ["job.failed, drift.detected", "job.nope", "project.multiple_heads"],
     "active": ["y"],
     "allow_private": ["y"],
+    "tag": ["eu", "primary"],
+    "before": ["1000", "1"],
 }
 """Values that mean something in the seeded world (the fuzz mixes them with hostile ones)."""
 PATH_VALUES: dict[str, list[str]] = {
@@ -384,6 +398,7 @@ BASELINE = {
     "api.approve:plan_hash": "{held_plan}",
     "approvals.approve:plan_hash": "{held_plan}",
     "webhooks.form:url": "http://127.0.0.1:9/hook",
+    "api.status:state": "behind",  # a target's state, not a job's
 }
 """Where the first REAL value is not the one that gets furthest for an endpoint."""
 JSON = "application/json"

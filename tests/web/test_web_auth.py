@@ -56,6 +56,7 @@ PAGES = [
     "/compare/linear?a=dev&b=dev",
     "/compare/linear/promote?from=dev&to=dev",
     "/webhooks/",
+    "/api/v1/docs",
     "/webhooks/new",
     "/webhooks/alerts",
     "/webhooks/alerts/edit",

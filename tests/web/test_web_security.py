@@ -59,6 +59,7 @@ PAGES = [
     "/compare/shop?a=dev&b=dev",
     "/compare/shop/promote?from=dev&to=nope",
     "/webhooks/",
+    "/api/v1/docs",
     "/webhooks/new",
     "/webhooks/nope",
     "/webhooks/nope/edit",
