@@ -6,6 +6,10 @@ and upgraded by the Alembic migrations in ``migrations/``: migdash oversees
 itself too.
 """
 
-from migdash.store import models, schema_models  # noqa: E402 - every table on Base.metadata
+from migdash.store import (  # noqa: E402 - every table on Base.metadata
+    models,
+    rollout_models,
+    schema_models,
+)
 
-__all__ = ["models", "schema_models"]
+__all__ = ["models", "rollout_models", "schema_models"]
