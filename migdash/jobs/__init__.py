@@ -11,6 +11,8 @@ row together or not at all; job ids reach the queue only after that commit
 (:func:`migdash.jobs.context.enqueue_after_commit`).  The boundaries inside
 this package are the worker loop (``worker.py``: claim, heartbeat and result
 are separate transactions on purpose, and so is a reaper pass), the leases
-it takes (``locks.py``) and the worker process (``consumer.py``).  A test
+it takes (``locks.py``), the worker process (``consumer.py``) and the
+rollout driver it runs (``rollout_driver.py``: each member started is a
+transaction of its own).  A test
 fails when any other module here commits.
 """

@@ -33,7 +33,7 @@ from migdash.jobs.context import JobServices, enqueue_after_commit
 from migdash.jobs.plans import ActionPlan
 from migdash.jobs.records import add_log, audit_job, move_job
 from migdash.jobs.requests import request_target_action
-from migdash.jobs.rollouts import move_rollout, plan_fleet
+from migdash.jobs.rollouts import PlanCache, move_rollout, plan_fleet
 from migdash.store.models import Approval, ApprovalDecision, Job, JobState, Role
 from migdash.store.rollout_models import (
     MemberState,
@@ -175,7 +175,10 @@ def wave_name(number: int) -> str:
 
 
 def plan_members(
-    session: Session, services: JobServices, member_ids: Sequence[int]
+    session: Session,
+    services: JobServices,
+    member_ids: Sequence[int],
+    cache: PlanCache | None = None,
 ) -> dict[int, ActionPlan]:
     """Plans for the targets of *member_ids*, one child process per distinct starting point.
 
@@ -186,7 +189,7 @@ def plan_members(
     targets = [m.target for m in members if m.target is not None]
     if not members or not targets:
         return {}
-    plans, _problems = plan_fleet(services, targets, members[0].rollout.destination)
+    plans, _problems = plan_fleet(services, targets, members[0].rollout.destination, cache)
     return plans
 
 

@@ -35,6 +35,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from migdash.engine.catalog import project_signature
 from migdash.errors import Conflict, FourEyesViolation, InvalidInput, MigdashError, NotFound
 from migdash.jobs.context import JobServices
 from migdash.jobs.plans import ActionPlan, make_plan
@@ -92,26 +93,46 @@ def rollout_fingerprint(hashes: dict[str, str | None]) -> str:
     return hashlib.sha256(json.dumps(sorted(hashes.items())).encode()).hexdigest()
 
 
+PlanCache = dict[tuple[object, ...], ActionPlan]
+"""Plans by (project files' signature, destination, starting revisions, dialect)."""
+
+
 def plan_fleet(
-    services: JobServices, targets: Sequence[Target], destination: str
+    services: JobServices,
+    targets: Sequence[Target],
+    destination: str,
+    cache: PlanCache | None = None,
 ) -> tuple[dict[int, ActionPlan], list[str]]:
     """Plan an upgrade of every target; one child process per distinct starting point.
 
     Alembic's steps depend on the script directory and the revisions a
     target is at, its offline SQL on the dialect: targets sharing both share
-    a plan, made once and re-keyed to each target (its hash names the target).
-    A member's job is planned afresh anyway and must match the hash approved.
+    a plan, made once and re-keyed to each target (its hash names the
+    target).  Each target is still probed.  A *cache* kept by the caller
+    (the worker) carries plans over between calls; its key holds the
+    signature of the project's files, so an edited file means a new plan.
+    Whatever was planned, the worker's gate checks it against the target
+    and the files right before the job runs.
     """
     plans: dict[int, ActionPlan] = {}
     problems: list[str] = []
-    made: dict[tuple[object, ...], ActionPlan] = {}
+    made: PlanCache = cache if cache is not None else {}
+    if len(made) > 1000:
+        made.clear()
     for target in targets:
         try:
             probe = services.probes.probe(probe_request(target))
-            key = (tuple(sorted(probe.current)), target.url.split(":", 1)[0], probe.error)
+            location = target.project.script_location
+            key = (
+                location,
+                project_signature(location, None),
+                destination,
+                tuple(sorted(probe.current)),
+                target.url.split(":", 1)[0],
+            )
             if probe.error is None and key in made:
                 plans[target.id] = replace(
-                    made[key], target_id=target.id, target=target.name, probe=probe
+                    made[key], target_id=target.id, target=target.name, probe=probe, status=None
                 )
                 continue
             plans[target.id] = made[key] = make_plan(services, target, "upgrade", destination)

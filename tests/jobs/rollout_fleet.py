@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from flask import Flask
 
 from migdash.errors import MigdashError
-from migdash.jobs.consumer import advance_rollouts
+from migdash.jobs.rollout_driver import advance_rollouts
 from migdash.jobs.rollouts import create_rollout
 from migdash.scaffold import RevisionSpec, migrate_database, write_project
 from migdash.services import services_of

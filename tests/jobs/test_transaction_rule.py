@@ -23,6 +23,7 @@ BOUNDARIES = {
     "jobs/worker.py": "the worker loop: claims, heartbeats and results are its own transactions",
     "jobs/locks.py": "leases are short transactions of their own, taken only by the worker loop",
     "jobs/consumer.py": "the worker process itself",
+    "jobs/rollout_driver.py": "the worker's rollout loop: each member started is a transaction",
 }
 """Modules under jobs/ that are boundaries, and why."""
 
