@@ -16,6 +16,7 @@ from migdash.cli import (
     reads,
     reference,
     registry,
+    rollouts,
     schemas,
     serve,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "reads",
     "reference",
     "registry",
+    "rollouts",
     "schemas",
     "serve",
 ]

@@ -370,3 +370,39 @@ def eta_seconds(rollout: Rollout) -> float | None:
     if not took:
         return None
     return sum(took) / len(took) * math.ceil(left / rollout.concurrency)
+
+
+def rollout_json(rollout: Rollout) -> dict[str, object]:
+    """A rollout as plain data for ``--json`` and the API: its waves, members and plans."""
+    eta = eta_seconds(rollout)
+    return {
+        "id": rollout.id,
+        "project": rollout.project_name,
+        "destination": rollout.destination,
+        "environments": rollout.environments,
+        "tags": rollout.tags,
+        "canary": rollout.canary_size,
+        "wave_size": rollout.wave_size,
+        "concurrency": rollout.concurrency,
+        "on_failure": rollout.on_failure,
+        "state": rollout.state.value,
+        "note": rollout.note,
+        "requested_by": rollout.requested_by,
+        "required_approvals": rollout.required_approvals,
+        "fingerprint": rollout.fingerprint,
+        "eta_seconds": round(eta, 1) if eta is not None else None,
+        "waves": [wave.__dict__ for wave in progress(rollout)],
+        "members": [
+            {
+                "target": m.target_name,
+                "environment": m.environment,
+                "wave": m.wave,
+                "state": m.state.value,
+                "job_id": m.job_id,
+                "jobs": m.jobs,
+                "error": m.error,
+            }
+            for m in rollout.members
+        ],
+        "plans": rollout.plans,
+    }
