@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -185,7 +186,7 @@ def _wait(rollout_id: int, timeout: float, as_json: bool) -> None:
         total = sum(w.targets for w in progress(get_rollout(session, rollout_id)) if w.number >= 0)
     shown = 0
     with click.progressbar(
-        length=max(total, 1), label=f"rollout {rollout_id}", file=click.get_text_stream("stderr")
+        length=max(total, 1), label=f"rollout {rollout_id}", file=sys.stderr
     ) as bar:
         while True:
             with store() as (session, _):
