@@ -346,6 +346,15 @@ def list_rollouts(session: Session, limit: int = 100) -> Sequence[Rollout]:
     return session.scalars(sa.select(Rollout).order_by(Rollout.id.desc()).limit(limit)).all()
 
 
+def awaiting_rollouts(session: Session) -> Sequence[Rollout]:
+    """Rollouts waiting for approval, for the approvals page."""
+    return session.scalars(
+        sa.select(Rollout)
+        .where(Rollout.state == RolloutState.AWAITING_APPROVAL)
+        .order_by(Rollout.id)
+    ).all()
+
+
 def approve_rollout(
     session: Session,
     rollout_id: int,

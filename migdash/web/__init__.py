@@ -25,6 +25,7 @@ def register_web(app: Flask) -> None:
         jobs,
         overview,
         projects,
+        rollouts,
         schemas,
         targets,
         users,
@@ -49,6 +50,7 @@ def register_web(app: Flask) -> None:
         jobs,
         actions,
         approvals,
+        rollouts,
         audit,
         api,
     ):
