@@ -11,17 +11,15 @@ import click
 
 from migdash.cli.base import Actor, emit, json_option, main, requires, store
 from migdash.errors import MigdashError
-from migdash.jobs.rollout_waves import eta_seconds, progress, rollout_json
-from migdash.jobs.rollouts import (
+from migdash.jobs.rollout_control import (
     approve_rollout,
     cancel_rollout,
-    create_rollout,
-    get_rollout,
-    list_rollouts,
     pause_rollout,
     reject_rollout,
     resume_rollout,
 )
+from migdash.jobs.rollout_progress import eta_seconds, progress, rollout_json
+from migdash.jobs.rollouts import create_rollout, get_rollout, list_rollouts
 from migdash.permissions import Permission
 from migdash.store import registry
 from migdash.store.models import utcnow

@@ -10,7 +10,7 @@ from migdash.jobs import approvals
 from migdash.jobs.gate import approvals_for
 from migdash.jobs.plans import ActionPlan
 from migdash.jobs.records import describe, get_job
-from migdash.jobs.rollouts import awaiting_rollouts
+from migdash.jobs.rollout_control import awaiting_rollouts
 from migdash.permissions import Permission
 from migdash.services import services_of
 from migdash.status import project_graph

@@ -16,18 +16,16 @@ from flask_login import current_user
 from werkzeug.wrappers import Response
 
 from migdash.errors import InvalidInput
-from migdash.jobs.rollout_waves import eta_seconds, progress
-from migdash.jobs.rollouts import (
+from migdash.jobs.rollout_control import (
     approve_rollout,
     cancel_rollout,
-    create_rollout,
-    get_rollout,
-    list_rollouts,
     pause_rollout,
     reject_rollout,
     resume_rollout,
     rollout_approvals,
 )
+from migdash.jobs.rollout_progress import eta_seconds, progress
+from migdash.jobs.rollouts import create_rollout, get_rollout, list_rollouts
 from migdash.permissions import Permission
 from migdash.services import services_of
 from migdash.store import registry

@@ -22,7 +22,8 @@ from flask import Flask
 from flask.testing import FlaskCliRunner
 
 from migdash.cli import main
-from migdash.jobs.rollouts import create_rollout, pause_rollout
+from migdash.jobs.rollout_control import pause_rollout
+from migdash.jobs.rollouts import create_rollout
 from migdash.services import services_of
 from migdash.store import registry
 from migdash.store.models import AuditEvent, Role, utcnow

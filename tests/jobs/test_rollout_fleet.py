@@ -20,7 +20,7 @@ from typing import Any
 
 from flask import Flask
 
-from migdash.jobs.rollouts import resume_rollout
+from migdash.jobs.rollout_control import resume_rollout
 from migdash.store.models import Job, JobState
 from migdash.store.rollout_models import MemberState, RolloutState
 from tests.jobs.rollout_fleet import Fleet, build_fleet

@@ -36,8 +36,8 @@ from hypothesis.stateful import (
 
 from migdash.errors import Conflict
 from migdash.jobs.records import move_job
+from migdash.jobs.rollout_control import cancel_rollout, pause_rollout, resume_rollout
 from migdash.jobs.rollout_driver import RolloutDriver
-from migdash.jobs.rollouts import cancel_rollout, pause_rollout, resume_rollout
 from migdash.services import services_of
 from migdash.store.models import Job, JobState, utcnow
 from migdash.store.rollout_models import MemberState, Rollout, RolloutState

@@ -16,13 +16,13 @@ import sqlalchemy as sa
 from flask import Flask
 
 from migdash.errors import Conflict, Forbidden, FourEyesViolation, NotFound
-from migdash.jobs.rollout_waves import eta_seconds, progress
-from migdash.jobs.rollouts import (
+from migdash.jobs.rollout_control import (
     approve_rollout,
     cancel_rollout,
     pause_rollout,
     resume_rollout,
 )
+from migdash.jobs.rollout_progress import eta_seconds, progress
 from migdash.services import services_of
 from migdash.store.models import Approval, AuditEvent, JobState, Role
 from migdash.store.rollout_models import MemberState, RolloutState
