@@ -16,15 +16,18 @@ import sqlalchemy as sa
 from flask import Flask
 
 from migdash.errors import Conflict, Forbidden, FourEyesViolation, NotFound
+from migdash.jobs.records import move_job
 from migdash.jobs.rollout_control import (
     approve_rollout,
     cancel_rollout,
     pause_rollout,
     resume_rollout,
 )
+from migdash.jobs.rollout_driver import RolloutDriver
 from migdash.jobs.rollout_progress import eta_seconds, progress
+from migdash.scaffold import migrate_database
 from migdash.services import services_of
-from migdash.store.models import Approval, AuditEvent, JobState, Role
+from migdash.store.models import Approval, AuditEvent, JobState, Role, utcnow
 from migdash.store.rollout_models import MemberState, RolloutState
 from tests.jobs.rollout_fleet import build_fleet
 
@@ -172,3 +175,33 @@ def test_paused_and_cancelled_rollouts_start_nothing(
     fleet.drive(run_queue)
     assert fleet.jobs() == []
     assert {m.state for m in fleet.members(paused).values()} == {MemberState.CANCELLED}
+
+
+def test_an_interrupted_member_pauses_and_resume_probes_before_running_again(
+    app: Flask, tmp_path: Path
+) -> None:
+    """Two canary jobs die with their worker: one had migrated its target, one had not."""
+    fleet = build_fleet(app, tmp_path, 3)
+    rollout_id = fleet.create(canary=2, wave_size=5, concurrency=2)
+    driver = RolloutDriver(services_of(app).jobs)
+    driver.advance([rollout_id])
+    first, second = fleet.jobs()
+    with services_of(app).sessions() as session:
+        for job in (first, second):
+            assert move_job(session, job.id, JobState.QUEUED, JobState.RUNNING, started_at=utcnow())
+            assert move_job(session, job.id, JobState.RUNNING, JobState.INTERRUPTED)
+        session.commit()
+    migrate_database(tmp_path / "projects" / "fleet", fleet.url("t00"), "b2")  # it had finished
+
+    driver.advance([rollout_id])
+    rollout = fleet.rollout(rollout_id)
+    assert rollout.state == RolloutState.PAUSED
+    assert f"job {first.id} of t00 was interrupted" in (rollout.note or "")
+    assert len(fleet.jobs()) == 2, "nothing is run again silently"
+
+    fleet.control(resume_rollout, rollout_id)
+    driver.advance([rollout_id])
+    members = fleet.members(rollout_id)
+    assert (members["t00"].state, members["t00"].jobs) == (MemberState.SUCCEEDED, 1)
+    assert (members["t01"].state, members["t01"].jobs) == (MemberState.RUNNING, 2)
+    assert [j.target_name for j in fleet.jobs()] == ["t00", "t01", "t01"]
