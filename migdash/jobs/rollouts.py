@@ -117,15 +117,18 @@ def plan_fleet(
     plans: dict[int, ActionPlan] = {}
     problems: list[str] = []
     made: PlanCache = cache if cache is not None else {}
+    signatures: dict[str, object] = {}
     if len(made) > 1000:
         made.clear()
     for target in targets:
         try:
             probe = services.probes.probe(probe_request(target))
             location = target.project.script_location
+            if location not in signatures:  # once per call: a big project has many files
+                signatures[location] = project_signature(location, None)
             key = (
                 location,
-                project_signature(location, None),
+                signatures[location],
                 destination,
                 tuple(sorted(probe.current)),
                 target.url.split(":", 1)[0],
