@@ -173,7 +173,7 @@ def test_rollout_interleavings_keep_the_invariants(app: Flask, tmp_path: Path) -
     run_state_machine_as_test(  # deterministic: threads racing are in the test below
         make_machine(fleet, rollout_id, driver),
         settings=settings(
-            max_examples=15,
+            max_examples=40,
             stateful_step_count=15,
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow],
