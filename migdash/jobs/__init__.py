@@ -11,8 +11,10 @@ row together or not at all; job ids reach the queue only after that commit
 (:func:`migdash.jobs.context.enqueue_after_commit`).  The boundaries inside
 this package are the worker loop (``worker.py``: claim, heartbeat and result
 are separate transactions on purpose, and so is a reaper pass), the leases
-it takes (``locks.py``), the worker process (``consumer.py``) and its webhook
+it takes (``locks.py``), the worker process (``consumer.py``), its webhook
 delivery pass (``delivery.py``: a delivery is claimed and its attempt recorded
-in short transactions, none open while a receiver is called).  A test
+in short transactions, none open while a receiver is called) and the rollout
+driver it runs (``rollout_driver.py``: each member started is a transaction of
+its own).  A test
 fails when any other module here commits.
 """

@@ -97,8 +97,13 @@ def request_target_action(
     now: datetime,
     purge: bool = False,
     seen_plan: str | None = None,
+    plan: ActionPlan | None = None,
 ) -> Job | None:
     """Plan *kind* of *target* and record the job: queued, or held for approval if protected.
+
+    *plan*, when given, is one the caller made for this target just now (a
+    rollout plans the targets of a wave that share a starting point at once);
+    the worker's gate checks it against the target like any other.
 
     Returns None, and records no job, when the plan has no step (the target
     is already there): like ``alembic upgrade`` on an up-to-date database,
@@ -112,7 +117,13 @@ def request_target_action(
     if kind not in TARGET_ACTIONS:
         raise InvalidInput(f"unknown action {kind!r}", hint=f"One of {', '.join(TARGET_ACTIONS)}")
     refuse_if_pending(session, target)
-    plan = make_plan(services, target, kind, revision, purge=purge)
+    if plan is None or (plan.target_id, plan.kind, plan.destination, plan.purge) != (
+        target.id,
+        kind,
+        revision,
+        purge,
+    ):
+        plan = make_plan(services, target, kind, revision, purge=purge)
     if plan.status is not None and plan.probe is not None:
         record_status(session, target, plan.status, plan.probe, now)
     if seen_plan and seen_plan != plan.hash:

@@ -6,6 +6,11 @@ and upgraded by the Alembic migrations in ``migrations/``: migdash oversees
 itself too.
 """
 
-from migdash.store import models, schema_models, webhook_models  # noqa: E402 - every table
+from migdash.store import (  # noqa: E402 - every table on Base.metadata
+    models,
+    rollout_models,
+    schema_models,
+    webhook_models,
+)
 
-__all__ = ["models", "schema_models", "webhook_models"]
+__all__ = ["models", "rollout_models", "schema_models", "webhook_models"]

@@ -10,6 +10,7 @@ from migdash.jobs import approvals
 from migdash.jobs.gate import approvals_for
 from migdash.jobs.plans import ActionPlan
 from migdash.jobs.records import describe, get_job
+from migdash.jobs.rollout_control import awaiting_rollouts
 from migdash.permissions import Permission
 from migdash.services import services_of
 from migdash.status import project_graph
@@ -30,6 +31,7 @@ def index() -> str:
         jobs=waiting,
         describe=describe,
         counts={j.id: approvals_for(session, j, j.plan_hash) for j in waiting},
+        rollouts=awaiting_rollouts(session),
     )
 
 

@@ -23,6 +23,8 @@ from flask.testing import FlaskCliRunner
 
 from migdash.cli import main
 from migdash.jobs.webhooks import WebhookFields, save_webhook
+from migdash.jobs.rollout_control import pause_rollout
+from migdash.jobs.rollouts import create_rollout
 from migdash.services import services_of
 from migdash.store import registry
 from migdash.store.models import AuditEvent, Role, utcnow
@@ -54,6 +56,8 @@ READ_ONLY = {
     ("timeline",),
     # the CI gate: probes and records snapshots as status does; reads the latest drift checks
     ("check",),
+    ("rollout", "list"),
+    ("rollout", "show"),
 }
 ADMIN_READS = {
     ("webhook", "list"): [],
@@ -105,6 +109,12 @@ CASES: dict[tuple[str, ...], list[str]] = {
         "--allow-private",
     ],
     ("webhook", "remove"): ["hook-gone"],
+    ("rollout", "create"): ["linear", "heads", "--env", "fleet"],
+    ("rollout", "pause"): ["{rollout_pause}"],
+    ("rollout", "resume"): ["{rollout_resume}"],
+    ("rollout", "cancel"): ["{rollout_cancel}"],
+    ("rollout", "approve"): ["{rollout_approve}"],
+    ("rollout", "reject"): ["{rollout_reject}"],
 }
 
 
@@ -201,6 +211,8 @@ def workspace(
         registry.add_environment(session, "empty")
         registry.add_environment(session, "stage")
         registry.add_environment(session, "live")
+        registry.add_environment(session, "fleet")
+        registry.add_environment(session, "vault", protected=True)
         for name, environment, url in [
             ("t-up", "dev", at_a1),
             ("t-down", "dev", at_head),
@@ -210,6 +222,8 @@ def workspace(
             ("t-cancel", "dev", at_a1),
             ("p-approve", "prod", at_a1),
             ("p-reject", "prod", at_a1),
+            ("r-fleet", "fleet", at_a1),
+            ("r-vault", "vault", at_a1),
         ]:
             registry.add_target(session, name, project="linear", environment=environment, url=url)
         promo = {
@@ -237,7 +251,40 @@ def workspace(
 
     values.update(cancel=request("t-cancel"), approve=request("p-approve"))
     values["reject"] = request("p-reject")
+    values.update(rollouts(app))
     return Workspace(runner, values, Path(services.settings["MIGDASH_PROJECTS_ROOT"]))
+
+
+def rollouts(app: Flask) -> dict[str, str]:
+    """Rollouts by olga to pause, resume (paused) and cancel on fleet; to decide on vault."""
+    services = services_of(app)
+    made = {}
+    with services.sessions() as session:
+        project = registry.get_project(session, "linear")
+        for name, env in [
+            ("pause", "fleet"),
+            ("resume", "fleet"),
+            ("cancel", "fleet"),
+            ("approve", "vault"),
+            ("reject", "vault"),
+        ]:
+            found = create_rollout(
+                session,
+                services.jobs,
+                project,
+                "heads",
+                environments=[env],
+                actor="olga",
+                role=Role.OPERATOR,
+                now=utcnow(),
+            )
+            made[f"rollout_{name}"] = str(found.id)
+        session.flush()
+        pause_rollout(
+            session, int(made["rollout_resume"]), actor="olga", role=Role.OPERATOR, now=utcnow()
+        )
+        session.commit()
+    return made
 
 
 def test_every_command_is_classified() -> None:

@@ -24,6 +24,7 @@ BOUNDARIES = {
     "jobs/locks.py": "leases are short transactions of their own, taken only by the worker loop",
     "jobs/consumer.py": "the worker process itself",
     "jobs/delivery.py": "the worker's webhook pass: no transaction stays open during a POST",
+    "jobs/rollout_driver.py": "the worker's rollout loop: each member started is a transaction",
 }
 """Modules under jobs/ that are boundaries, and why."""
 

@@ -26,6 +26,8 @@ from migdash import create_app
 from migdash.jobs.consumer import build_worker
 from migdash.jobs.requests import request_target_action
 from migdash.jobs.webhooks import WebhookFields, save_webhook
+from migdash.jobs.rollout_control import pause_rollout
+from migdash.jobs.rollouts import create_rollout
 from migdash.permissions import Permission
 from migdash.scaffold import RevisionSpec, write_project
 from migdash.services import services_of
@@ -147,6 +149,13 @@ PATHS: dict[str, str] = {
     "/webhooks/<name>/edit": "/webhooks/matrix-hook/edit",
     "/webhooks/<name>/test": "/webhooks/matrix-hook/test",
     "/webhooks/<name>/delete": "/webhooks/scratch-hook/delete",
+    "/rollouts/": "/rollouts/",
+    "/rollouts/<int:rollout_id>": "/rollouts/{rollout_running}",
+    "/rollouts/<int:rollout_id>/pause": "/rollouts/{rollout_running}/pause",
+    "/rollouts/<int:rollout_id>/resume": "/rollouts/{rollout_paused}/resume",
+    "/rollouts/<int:rollout_id>/cancel": "/rollouts/{rollout_cancel}/cancel",
+    "/rollouts/<int:rollout_id>/approve": "/rollouts/{rollout_held}/approve",
+    "/rollouts/<int:rollout_id>/reject": "/rollouts/{rollout_held2}/reject",
 }
 """One real URL per rule; ``{name}`` fields are ids of the seeded world.
 
@@ -157,6 +166,7 @@ POST_BODIES: dict[str, dict[str, str]] = {
     "actions.revision": {"message": "from the authorisation matrix"},
     "actions.merge": {"message": "merge from the matrix"},
     "admin.delete": {},
+    "rollouts.create": {"project": "shop", "revision": "heads", "environment": "scratch"},
 }
 API_BODIES: dict[str, Any] = {
     "api.create_job": {"target": "shop-dev", "action": "upgrade", "revision": "heads"},
@@ -248,6 +258,35 @@ def _sqlite_at(project: Path, path: Path, revision: str) -> str:
     return url
 
 
+def _rollouts(session: Any, services: Any) -> dict[str, int]:
+    """Rollouts by requester: running, paused and to cancel on fleet; two held on vault."""
+    project = registry.get_project(session, "shop")
+    ids = {}
+    for key, env in [
+        ("rollout_running", "fleet"),
+        ("rollout_paused", "fleet"),
+        ("rollout_cancel", "fleet"),
+        ("rollout_held", "vault"),
+        ("rollout_held2", "vault"),
+    ]:
+        made = create_rollout(
+            session,
+            services.jobs,
+            project,
+            "heads",
+            environments=[env],
+            actor="requester",
+            role=Role.OPERATOR,
+            now=utcnow(),
+        )
+        ids[key] = made.id
+    pause_rollout(
+        session, ids["rollout_paused"], actor="requester", role=Role.OPERATOR, now=utcnow()
+    )
+    session.commit()
+    return ids
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     """A project, unprotected and protected targets, held, queued and finished jobs, users."""
@@ -272,7 +311,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         registry.add_environment(session, "dev")
         registry.add_environment(session, "prod", protected=True)
         registry.add_environment(session, "scratch")
+        registry.add_environment(session, "fleet")
+        registry.add_environment(session, "vault", protected=True)
         for name, env in [
+            ("fleet-1", "fleet"),
+            ("vault-1", "vault"),
             ("shop-dev", "dev"),
             ("shop-dev2", "dev"),
             ("shop-done", "dev"),
@@ -319,6 +362,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         tokens = {}
         for role in RANK:
             tokens[role], _ = create_token(session, get_user(session, role), "matrix", utcnow())
+        ids.update(_rollouts(session, services))
         create_user(session, "scratch", "scratch-password", Role.VIEWER)
         _, scratch_token = create_token(session, get_user(session, "scratch"), "x", utcnow())
         ids["scratch_token"] = scratch_token.id
@@ -351,7 +395,7 @@ def test_the_world_is_what_the_matrix_assumes(world: World) -> None:
         states = {
             key: session.get(Job, job_id).state
             for key, job_id in world.ids.items()
-            if key != "scratch_token"
+            if key != "scratch_token" and not key.startswith("rollout_")
         }
     assert states["finished"] == JobState.SUCCEEDED.value
     assert {states[k] for k in states if k.startswith("held")} == {"awaiting_approval"}
@@ -397,6 +441,12 @@ PINNED = {
     "jobs.cancel": Permission.REQUEST,
     "api.cancel": Permission.REQUEST,
     "api.create_job": Permission.REQUEST,
+    "rollouts.approve": Permission.APPROVE,
+    "rollouts.reject": Permission.APPROVE,
+    "rollouts.create": Permission.REQUEST,
+    "rollouts.pause": Permission.REQUEST,
+    "rollouts.resume": Permission.REQUEST,
+    "rollouts.cancel": Permission.REQUEST,
 }
 VIEW_ONLY_POSTS = frozenset(
     {"overview.probe_now", "targets.probe", "schemas.snapshot", "auth.logout"}

@@ -71,6 +71,8 @@ from migdash.jobs.consumer import build_worker
 from migdash.jobs.heartbeat import beat
 from migdash.jobs.requests import request_target_action
 from migdash.jobs.webhooks import WebhookFields, save_webhook
+from migdash.jobs.rollout_control import pause_rollout
+from migdash.jobs.rollouts import create_rollout
 from migdash.scaffold import RevisionSpec, write_project
 from migdash.services import services_of
 from migdash.store import registry
@@ -213,6 +215,23 @@ INPUTS: dict[str, tuple[str, ...]] = {
     "api.audit_events": ("actor", "action", "target", "project", "since", "before", "limit"),
     "api.compare": ("a", "b", "target_a", "target_b"),
     "api.schema_diff": ("left", "right"),
+    "rollouts.index": (),
+    "rollouts.create": (
+        "project",
+        "revision",
+        "environment",
+        "tags",
+        "canary",
+        "wave",
+        "concurrency",
+        "on_failure",
+    ),
+    "rollouts.detail": (),
+    "rollouts.pause": (),
+    "rollouts.resume": (),
+    "rollouts.cancel": (),
+    "rollouts.approve": ("comment", "fingerprint"),
+    "rollouts.reject": ("comment",),
 }
 """Query (GET), form (web POST) or JSON (API POST) fields each endpoint reads."""
 MULTI = frozenset({"heads"})
@@ -233,6 +252,7 @@ SLOW = frozenset(
         "api.approve",
         "targets.check_drift",
         "targets.check_history",
+        "rollouts.create",
     }
 )
 """Endpoints that may start a child process (a plan, an autogenerate preview) per request."""
@@ -333,6 +353,11 @@ REAL: dict[str, list[str]] = {
     "allow_private": ["y"],
     "tag": ["eu", "primary"],
     "before": ["1000", "1"],
+    "canary": ["1", "0", "2"],
+    "wave": ["1", "10"],
+    "concurrency": ["1", "4"],
+    "on_failure": ["halt", "continue", "sometimes"],
+    "fingerprint": ["", "0" * 64],
 }
 """Values that mean something in the seeded world (the fuzz mixes them with hostile ones)."""
 PATH_VALUES: dict[str, list[str]] = {
@@ -347,6 +372,7 @@ PATH_VALUES: dict[str, list[str]] = {
     "kind": ["projects", "environments", "targets", "users"],
     "revision": ["a1", "b2", "c3", "heads", "orders@head", "a"],
     "username": ["scratch", "other-admin", "admin"],
+    "rollout_id": ["{rollout}", "{rollout_paused}", "{rollout_held}"],
 }
 """Real values for each path argument, the likeliest to get far first (``{key}``: a seeded id).
 
@@ -359,6 +385,12 @@ JOB_FOR = {
     "approvals": "{held}",
 }
 """The job a rule acts on best (the finished one otherwise)."""
+ROLLOUT_FOR = {
+    "approve": "{rollout_held}",
+    "reject": "{rollout_held}",
+    "resume": "{rollout_paused}",
+}
+"""The rollout a rule acts on best (the running one otherwise)."""
 
 DEEP = b"[" * 50_000 + b"]" * 50_000
 REFUSED_BODIES = [
@@ -399,6 +431,8 @@ BASELINE = {
     "approvals.approve:plan_hash": "{held_plan}",
     "webhooks.form:url": "http://127.0.0.1:9/hook",
     "api.status:state": "behind",  # a target's state, not a job's
+    "rollouts.create:tags": "",
+    "rollouts.create:revision": "c3",
 }
 """Where the first REAL value is not the one that gets furthest for an endpoint."""
 JSON = "application/json"
@@ -621,7 +655,9 @@ def _seed(app: Flask, root: Path) -> dict[str, Any]:
         registry.add_environment(session, "prod", protected=True, required_approvals=2)
         registry.add_environment(session, "qa")
         registry.add_environment(session, "scratch")
+        registry.add_environment(session, "vault", protected=True)
         for name, env, at in [
+            ("shop-vault", "vault", "a1"),
             ("shop-dev", "dev", "a1"),
             ("shop-dev2", "dev", "a1"),
             ("shop-done", "dev", "a1"),
@@ -657,6 +693,7 @@ def _seed(app: Flask, root: Path) -> dict[str, Any]:
         while (task := services.queue.huey.dequeue()) is not None:
             services.queue.huey.execute(task)
         ids.update(held=submit("prod-1"), held2=submit("prod-2", "d4"), queued=submit("shop-dev2"))
+        ids.update(_rollouts(session, services))
         _, scratch_token = create_token(session, get_user(session, "scratch"), "x", utcnow())
         ids["scratch_token"] = scratch_token.id
         save_webhook(
@@ -678,6 +715,27 @@ def _seed(app: Flask, root: Path) -> dict[str, Any]:
         "queued": JobState.QUEUED,
     }
     return ids
+
+
+def _rollouts(session: Any, services: Any) -> dict[str, int]:
+    """A running and a paused rollout on qa, one awaiting approval on vault."""
+    made = {}
+    for key, env in [("rollout", "qa"), ("rollout_paused", "qa"), ("rollout_held", "vault")]:
+        made[key] = create_rollout(
+            session,
+            services.jobs,
+            registry.get_project(session, "shop"),
+            "c3",
+            environments=[env],
+            actor="requester",
+            role=Role.OPERATOR,
+            now=utcnow(),
+        ).id
+    pause_rollout(
+        session, made["rollout_paused"], actor="requester", role=Role.OPERATOR, now=utcnow()
+    )
+    session.commit()
+    return made
 
 
 def seeded_site(root: Path, **config: Any) -> Site:
@@ -771,6 +829,9 @@ def path_values(case: Case, argument: str, site: Site) -> list[str]:
     values = PATH_VALUES.get(f"{argument}@{before}", PATH_VALUES[argument])
     if argument == "job_id":
         first = next((job for word, job in JOB_FOR.items() if word in case.rule), "{finished}")
+        values = [first, *(v for v in values if v != first)]
+    if argument == "rollout_id":
+        first = next((r for word, r in ROLLOUT_FOR.items() if word in case.rule), "{rollout}")
         values = [first, *(v for v in values if v != first)]
     return [value.format(**site.ids) for value in values]
 
