@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from migdash.errors import InvalidInput
-from migdash.jobs.windows import (
+from migdash.windows import (
     DAYS,
     Window,
     format_windows,
