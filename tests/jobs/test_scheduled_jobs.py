@@ -219,3 +219,22 @@ def world_log(world: JobLifecycle, job_id: int) -> list[str]:
 
     with world.services.sessions() as session:
         return [line.line for line in job_log(session, job_id)]
+
+
+def test_the_worker_holds_a_queued_job_when_the_window_closed_after_the_request(
+    world: JobLifecycle, clock: Clock
+) -> None:
+    world.set_protection(False, 1)
+    world.request("api", "olga", "prod-2", ("upgrade", "heads"))
+    (requested,) = world.jobs()
+    assert requested.state == JobState.QUEUED
+    text, opening = window_ahead(5)
+    set_windows(world, text)  # read when the worker claims the job, not copied at request
+    world.worker_pass()
+    held = job(world, requested.id)
+    assert held.state == JobState.SCHEDULED
+    assert held.scheduled_for == opening
+    assert prod(world, "prod-2") == ["a1"]
+    clock.now = opening
+    world.worker.execute(requested.id)
+    assert job(world, requested.id).state == JobState.SUCCEEDED
