@@ -116,8 +116,9 @@ def _parse_window(part: str, n: int) -> Window:
         raise _bad(f"{where} must be 'DAYS HH:MM-HH:MM [ZONE]'", "e.g. Mon-Fri 22:00-02:00 UTC")
     days = _parse_days(tokens[0], where)
     start, _, end = tokens[1].partition("-")
-    start_min = _parse_time(start, where, allow_24=False)
-    end_min = _parse_time(end, where, allow_24=True)
+    span = f"{where}, times {tokens[1]!r}"
+    start_min = _parse_time(start, span, allow_24=False)
+    end_min = _parse_time(end, span, allow_24=True)
     if start_min == end_min:
         raise _bad(f"{where}: start and end are both {start}", "Use 00:00-24:00 for a whole day.")
     zone = tokens[2] if len(tokens) == 3 else "UTC"

@@ -16,6 +16,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
+from migdash.errors import InvalidInput
 from migdash.jobs.records import TARGET_ACTIONS, add_log, move_job
 from migdash.store.models import Environment, Job, JobState
 from migdash.windows import HORIZON, describe_windows, next_opening, parse_windows
@@ -88,6 +89,23 @@ def why(job: Job) -> str:
     if job.not_before is not None:
         reasons.append(f"not before {job.not_before:%Y-%m-%d %H:%M} UTC")
     return "; ".join(reasons) or "no window"
+
+
+def parse_not_before(text: str | None) -> datetime | None:
+    """A start time typed by a person: ISO-8601 (``2026-11-28T22:00``, offset optional: UTC).
+
+    Empty means none.  Range checks are the request's (``check_not_before``).
+    """
+    if text is None or not text.strip():
+        return None
+    try:
+        return datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError as exc:
+        raise InvalidInput(
+            f"not_before {text.strip()[:40]!r} is not a date and time",
+            hint="ISO-8601, e.g. 2026-11-28T22:00 (UTC unless an offset is given).",
+            field="not_before",
+        ) from exc
 
 
 def delay_until(wake: datetime, now: datetime) -> float:
