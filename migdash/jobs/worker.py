@@ -32,7 +32,7 @@ from migdash.engine.actions import ActionResult, ActionSpec, StepClock
 from migdash.engine.child import child_environment, project_folder
 from migdash.engine.planning import PlannedStep
 from migdash.engine.scrub import scrub_text, url_secrets
-from migdash.errors import MigdashError
+from migdash.errors import InvalidInput, MigdashError
 from migdash.jobs.context import JobServices
 from migdash.jobs.gate import approval_shortfall, gate_refusal
 from migdash.jobs.history import record_applied
@@ -144,7 +144,15 @@ class Worker:
     def _held(self, session: Session, job: Job) -> bool:
         """Keep *job* scheduled until its window opens; a due scheduled job is queued again."""
         now = self.settings.clock()
-        wake = hold_job(session, job, now)
+        try:
+            wake = hold_job(session, job, now)
+        except InvalidInput as exc:  # windows written behind the registry's back
+            if job.state == JobState.SCHEDULED:
+                release_job(session, job, now)
+            reason = f"its environment's rollout windows cannot be read ({exc.message})"
+            refuse_job(session, job, reason, actor=self.name, now=utcnow())
+            session.commit()
+            return True
         if wake is not None:
             session.commit()
             self.queue.submit([job.id], delay=delay_until(wake, now))

@@ -238,3 +238,20 @@ def test_the_worker_holds_a_queued_job_when_the_window_closed_after_the_request(
     clock.now = opening
     world.worker.execute(requested.id)
     assert job(world, requested.id).state == JobState.SUCCEEDED
+
+
+def test_windows_that_cannot_be_read_refuse_the_job_instead_of_looping(
+    world: JobLifecycle, clock: Clock
+) -> None:
+    world.set_protection(False, 1)
+    world.request("api", "olga", "prod-2", ("upgrade", "heads"))
+    (requested,) = world.jobs()
+    with world.services.sessions() as session:  # behind the registry's back
+        session.execute(sa.text("UPDATE environment SET windows = 'Mon 9-17' WHERE name = 'prod'"))
+        session.commit()
+    world.worker_pass()
+    refused = job(world, requested.id)
+    assert refused.state == JobState.REFUSED
+    assert "rollout windows cannot be read" in (refused.error or "")
+    assert prod(world, "prod-2") == ["a1"]
+    del clock
