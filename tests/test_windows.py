@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from migdash.errors import InvalidInput
@@ -150,3 +150,41 @@ def test_naive_utc_in_naive_utc_out(windows: tuple[Window, ...], now: datetime) 
     assert opening.tzinfo is None
     assert opening == aware.replace(tzinfo=None)
     assert is_open(windows, naive) == is_open(windows, now)
+
+
+DST_CHANGES = [
+    ("America/New_York", datetime(2026, 3, 8, 7, 0, tzinfo=UTC), 120),  # 02:00 -> 03:00
+    ("America/New_York", datetime(2026, 11, 1, 6, 0, tzinfo=UTC), 120),  # 02:00 -> 01:00
+    ("Europe/Paris", datetime(2026, 3, 29, 1, 0, tzinfo=UTC), 120),
+    ("Europe/Paris", datetime(2026, 10, 25, 1, 0, tzinfo=UTC), 180),
+    ("Australia/Lord_Howe", datetime(2026, 4, 4, 15, 0, tzinfo=UTC), 120),  # half an hour
+    ("Australia/Lord_Howe", datetime(2026, 10, 3, 15, 30, tzinfo=UTC), 120),
+]
+"""(zone, the instant its offset changes, the local minute of the change)."""
+
+
+@st.composite
+def around_a_dst_change(draw: st.DrawFn) -> tuple[tuple[Window, ...], datetime]:
+    """Windows starting or ending near a zone's DST change, and a moment before it."""
+    zone, change, minute = draw(st.sampled_from(DST_CHANGES))
+    near = st.integers(max(0, minute - 90), minute + 90)
+    start, end = draw(near), draw(st.one_of(near, st.integers(0, 1440)))
+    assume(start != end)
+    local_day = change.astimezone(ZoneInfo(zone)).weekday()
+    days = draw(st.sampled_from([frozenset({local_day}), frozenset(range(7))]))
+    now = change + timedelta(minutes=draw(st.integers(-36 * 60, 3 * 60)))
+    return (Window(days, start, end, zone),), now
+
+
+@settings(max_examples=400, deadline=None)
+@given(around_a_dst_change(), st.floats(0, 1, exclude_max=True))
+def test_next_opening_around_dst_changes(
+    case: tuple[tuple[Window, ...], datetime], fraction: float
+) -> None:
+    windows, now = case
+    opening = next_opening(windows, now)
+    assert opening is not None
+    assert is_open(windows, opening)
+    between = now + (opening - now) * fraction
+    assert between >= opening or not is_open(windows, between)
+    assert opening == now or not is_open(windows, opening - timedelta(seconds=1))
