@@ -58,11 +58,11 @@ def hold_job(session: Session, job: Job, now: datetime) -> datetime | None:
     if job.state == JobState.QUEUED:
         if not move_job(session, job.id, JobState.QUEUED, JobState.SCHEDULED, scheduled_for=wake):
             return None
+        session.refresh(job)
     elif job.scheduled_for == wake:
         return wake
     else:
-        job.scheduled_for = wake
-    session.refresh(job)
+        job.scheduled_for = wake  # the window or not_before changed while it waited
     add_log(session, job.id, f"scheduled: starts at {wake:%Y-%m-%d %H:%M} UTC ({why(job)})", now)
     session.flush()
     return wake

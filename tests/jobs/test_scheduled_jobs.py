@@ -255,3 +255,17 @@ def test_windows_that_cannot_be_read_refuse_the_job_instead_of_looping(
     assert "rollout windows cannot be read" in (refused.error or "")
     assert prod(world, "prod-2") == ["a1"]
     del clock
+
+
+def test_a_changed_window_moves_the_start_of_a_scheduled_job(
+    world: JobLifecycle, clock: Clock
+) -> None:
+    job_id, _ = approved_outside_window(world)
+    text, later = window_ahead(6)
+    set_windows(world, text)
+    world.worker.execute(job_id)
+    moved = job(world, job_id)
+    assert moved.state == JobState.SCHEDULED
+    assert moved.scheduled_for == later
+    assert f"scheduled: starts at {later:%Y-%m-%d %H:%M} UTC" in "\n".join(world_log(world, job_id))
+    del clock
