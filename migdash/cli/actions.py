@@ -26,6 +26,7 @@ from migdash.jobs.consumer import run_worker
 from migdash.jobs.plans import make_plan
 from migdash.jobs.records import job_json
 from migdash.jobs.requests import cancel_job, request_project_action, request_target_action
+from migdash.jobs.schedule import parse_not_before
 from migdash.permissions import Permission, require
 from migdash.services import services_of
 from migdash.store import registry
@@ -52,6 +53,11 @@ def _target_command(kind: str) -> click.Command:
     @click.option(
         "--plan-hash", default=None, help="Refuse unless the plan is still this one (see --sql)."
     )
+    @click.option(
+        "--not-before",
+        default=None,
+        help="Do not start before this time (ISO-8601, UTC unless an offset is given).",
+    )
     @ACTOR_OPTION
     @json_option
     @with_appcontext
@@ -62,6 +68,7 @@ def _target_command(kind: str) -> click.Command:
         wait: bool,
         timeout: float,
         plan_hash: str | None,
+        not_before: str | None,
         actor: str,
         as_json: bool,
         purge: bool = False,
@@ -100,6 +107,7 @@ def _target_command(kind: str) -> click.Command:
                 now=utcnow(),
                 purge=purge,
                 seen_plan=plan_hash,
+                not_before=parse_not_before(not_before),
             )
             session.commit()
             if job is None:

@@ -122,6 +122,12 @@ PROMOTION_RULE_OPTION = click.option(
     default=None,
     help="Promoting here a revision the environment before lacks: warn (default) or refuse.",
 )
+WINDOWS_OPTION = click.option(
+    "--windows",
+    default=None,
+    help="Rollout windows, e.g. 'Mon-Fri 22:00-02:00 UTC; Sat,Sun 00:00-24:00 UTC' "
+    "('' for any time). Jobs due outside them wait as scheduled.",
+)
 
 
 @main.group("env")
@@ -141,6 +147,7 @@ def env_group() -> None:
     help="Distinct approvers a job needs when protected.",
 )
 @PROMOTION_RULE_OPTION
+@WINDOWS_OPTION
 @json_option
 @requires(Permission.ADMIN)
 def env_add(
@@ -149,6 +156,7 @@ def env_add(
     position: int | None,
     required_approvals: int,
     promotion_rule: str | None,
+    windows: str | None,
     as_json: bool,
     actor: Actor,
 ) -> None:
@@ -161,6 +169,7 @@ def env_add(
             position=position,
             required_approvals=required_approvals,
             promotion_rule=promotion_rule or "warn",
+            windows=windows or "",
             actor=actor.name,
         )
         session.commit()
@@ -170,6 +179,7 @@ def env_add(
                 "position": env.position,
                 "protected": env.protected,
                 "promotion_rule": env.promotion_rule,
+                "windows": env.windows,
             },
             as_json,
             f"created environment {env.name} (position {env.position})",
@@ -345,6 +355,7 @@ def project_list(as_json: bool) -> None:
 @click.option("--protected/--unprotected", default=None)
 @click.option("--position", type=int, default=None)
 @PROMOTION_RULE_OPTION
+@WINDOWS_OPTION
 @requires(Permission.ADMIN)
 def env_edit(
     name: str,
@@ -352,12 +363,17 @@ def env_edit(
     protected: bool | None,
     position: int | None,
     promotion_rule: str | None,
+    windows: str | None,
     actor: Actor,
 ) -> None:
-    """Rename, (un)protect, reorder an environment, or change its promotion rule."""
+    """Rename, (un)protect, reorder an environment, or change its promotion rule or windows."""
     with store() as (session, _):
         env = registry.get_environment(session, name)
-        changes: dict[str, object] = {"position": position, "promotion_rule": promotion_rule}
+        changes: dict[str, object] = {
+            "position": position,
+            "promotion_rule": promotion_rule,
+            "windows": windows,
+        }
         if rename:
             changes["name"] = rename
         if protected is not None:
@@ -391,6 +407,7 @@ def env_list(as_json: bool) -> None:
                 "position": e.position,
                 "protected": e.protected,
                 "promotion_rule": e.promotion_rule,
+                "windows": e.windows,
                 "targets": len(e.targets),
             }
             for e in all_environments(session)
@@ -399,7 +416,8 @@ def env_list(as_json: bool) -> None:
             rows,
             as_json,
             "\n".join(
-                f"{r['position']:>3} {r['environment']:<20} {'protected' if r['protected'] else ''}"
+                f"{r['position']:>3} {r['environment']:<20} "
+                f"{'protected' if r['protected'] else '':<9} windows: {r['windows'] or 'always'}"
                 for r in rows
             )
             or "no environments",

@@ -23,6 +23,7 @@ from migdash.jobs.context import JobServices, enqueue_after_commit
 from migdash.jobs.gate import approvals_for
 from migdash.jobs.plans import ActionPlan, make_plan
 from migdash.jobs.records import add_log, audit_job, describe, get_job, move_job
+from migdash.jobs.schedule import hold_job
 from migdash.permissions import Permission, require
 from migdash.status import record_status
 from migdash.store.models import Approval, ApprovalDecision, Job, JobState, Role
@@ -106,6 +107,8 @@ def approve(
         )
         if queued:
             add_log(session, job.id, "approved: queued", now)
+            session.refresh(job)
+            hold_job(session, job, now)
             enqueue_after_commit(session, job.id)
     session.refresh(job)
     return Decision(job, count, required, queued)

@@ -22,7 +22,12 @@ from migdash.store.session import rows_changed
 
 TARGET_ACTIONS = ("upgrade", "downgrade", "stamp")
 PROJECT_ACTIONS = ("merge", "revision")
-PENDING_STATES = (JobState.AWAITING_APPROVAL, JobState.QUEUED, JobState.RUNNING)
+PENDING_STATES = (
+    JobState.AWAITING_APPROVAL,
+    JobState.QUEUED,
+    JobState.SCHEDULED,
+    JobState.RUNNING,
+)
 """A target action in one of these holds the target: a second request is refused."""
 
 
@@ -157,6 +162,8 @@ def job_json(job: Job) -> dict[str, object]:
         "error": job.error,
         "output": job.output,
         "plan_hash": job.plan_hash,
+        "not_before": _iso(job.not_before),
+        "scheduled_for": _iso(job.scheduled_for),
     }
 
 

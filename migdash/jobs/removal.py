@@ -32,7 +32,7 @@ from migdash.store import registry
 from migdash.store.models import Approval, Job, JobState, Role, Target
 
 KINDS = ("project", "environment", "target")
-CANCELLABLE = (JobState.AWAITING_APPROVAL, JobState.QUEUED)
+CANCELLABLE = (JobState.AWAITING_APPROVAL, JobState.QUEUED, JobState.SCHEDULED)
 """Tried in this order, so a job approved (awaiting -> queued) meanwhile is still caught."""
 
 

@@ -15,7 +15,7 @@ request therefore creates everything or nothing.
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -43,6 +43,7 @@ from migdash.jobs.records import (
     move_job,
     pending_job,
 )
+from migdash.jobs.schedule import hold_job
 from migdash.permissions import Permission, require
 from migdash.status import record_status
 from migdash.store import audit
@@ -78,6 +79,23 @@ def check_destination(graph: RevisionGraph, kind: str, revision: str) -> str:
     return revision
 
 
+def check_not_before(moment: datetime, now: datetime) -> datetime:
+    """*moment* as naive UTC (no offset means UTC), at most a year after *now*."""
+    try:
+        if moment.tzinfo is not None:
+            moment = moment.astimezone(UTC).replace(tzinfo=None)
+        too_late = moment > now + timedelta(days=366)
+    except OverflowError as exc:
+        raise InvalidInput("not_before is out of range", field="not_before") from exc
+    if too_late:
+        raise InvalidInput(
+            f"not_before {moment:%Y-%m-%d %H:%M} UTC is more than a year ahead",
+            hint="Schedule within the next year.",
+            field="not_before",
+        )
+    return moment
+
+
 def refuse_if_pending(session: Session, target: Target) -> None:
     """One pending target action at a time: a second one would be planned on a stale state."""
     job = pending_job(session, target.id)
@@ -98,6 +116,7 @@ def request_target_action(
     purge: bool = False,
     seen_plan: str | None = None,
     plan: ActionPlan | None = None,
+    not_before: datetime | None = None,
 ) -> Job | None:
     """Plan *kind* of *target* and record the job: queued, or held for approval if protected.
 
@@ -112,10 +131,15 @@ def request_target_action(
     :raises JobPending: the target already has a job waiting or running.
     :raises TargetMoved: *seen_plan* is not the plan as it stands now.
     :raises PlanRefused: Alembic refuses the walk.
+
+    *not_before* (naive UTC) holds the job ``scheduled`` until then, like a
+    closed rollout window does.
     """
     require(role, Permission.REQUEST, actor=actor)
     if kind not in TARGET_ACTIONS:
         raise InvalidInput(f"unknown action {kind!r}", hint=f"One of {', '.join(TARGET_ACTIONS)}")
+    if not_before is not None:
+        not_before = check_not_before(not_before, now)
     refuse_if_pending(session, target)
     if plan is None or (plan.target_id, plan.kind, plan.destination, plan.purge) != (
         target.id,
@@ -135,6 +159,10 @@ def request_target_action(
     if plan.nothing_to_do:
         return None
     job = _add_job(session, target, kind, revision, purge, plan, actor=actor, now=now)
+    if not_before is not None:
+        job.not_before = not_before
+        session.flush()
+    hold_job(session, job, now)
     _audit_request(session, job, plan, actor, now)
     return job
 
@@ -204,6 +232,7 @@ def _audit_request(session: Session, job: Job, plan: ActionPlan, actor: str, now
             "kind": job.kind,
             "state": job.state.value,
             "purge": bool(job.arguments.get("purge")),
+            "not_before": job.not_before.isoformat() if job.not_before else None,
             "plan_hash": plan.hash,
             "steps": [s.label for s in plan.steps],
         },
@@ -221,6 +250,7 @@ def request_environment_action(
     actor: str,
     role: Role | str,
     now: datetime,
+    not_before: datetime | None = None,
 ) -> list[Job]:
     """One job per target of *project* in *environment* that needs one, all of them or none.
 
@@ -236,7 +266,15 @@ def request_environment_action(
     for target in targets:
         try:
             job = request_target_action(
-                session, services, target, kind, revision, actor=actor, role=role, now=now
+                session,
+                services,
+                target,
+                kind,
+                revision,
+                actor=actor,
+                role=role,
+                now=now,
+                not_before=not_before,
             )
         except MigdashError as exc:
             problems.append(f"{target.name}: {exc.message}")
@@ -308,14 +346,14 @@ def request_project_action(
 def cancel_job(
     session: Session, job_id: int, *, actor: str, role: Role | str, now: datetime, reason: str = ""
 ) -> Job:
-    """Cancel a job that has not started (queued or awaiting approval); audited."""
+    """Cancel a job that has not started (queued, scheduled or awaiting approval); audited."""
     require(role, Permission.REQUEST, actor=actor)
     job = session.get(Job, job_id)
     if job is None:
         raise NotFound(f"no job {job_id}")
     cancelled = any(
         move_job(session, job_id, state, JobState.CANCELLED, finished_at=now, note=None)
-        for state in (JobState.QUEUED, JobState.AWAITING_APPROVAL)
+        for state in (JobState.QUEUED, JobState.SCHEDULED, JobState.AWAITING_APPROVAL)
     )
     session.refresh(job)
     if not cancelled:

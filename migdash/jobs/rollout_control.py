@@ -251,7 +251,7 @@ def cancel_rollout(
             continue
         if any(
             move_job(session, job.id, s, JobState.CANCELLED, finished_at=now, note=None)
-            for s in (JobState.QUEUED, JobState.AWAITING_APPROVAL)
+            for s in (JobState.QUEUED, JobState.SCHEDULED, JobState.AWAITING_APPROVAL)
         ):
             add_log(session, job.id, f"cancelled with rollout {rollout.id} by {actor}", now)
             audit_job(session, actor, "job.cancel", job, now, detail={"rollout": rollout.id})

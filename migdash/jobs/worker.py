@@ -20,7 +20,8 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -31,13 +32,14 @@ from migdash.engine.actions import ActionResult, ActionSpec, StepClock
 from migdash.engine.child import child_environment, project_folder
 from migdash.engine.planning import PlannedStep
 from migdash.engine.scrub import scrub_text, url_secrets
-from migdash.errors import MigdashError
+from migdash.errors import InvalidInput, MigdashError
 from migdash.jobs.context import JobServices
 from migdash.jobs.gate import approval_shortfall, gate_refusal
 from migdash.jobs.history import record_applied
 from migdash.jobs.locks import AdvisoryLock, LeaseHolder, acquire_lease, release_lease, renew_lease
 from migdash.jobs.reaper import reap_interrupted, reprobe
 from migdash.jobs.records import TARGET_ACTIONS, add_log, audit_job, describe, move_job
+from migdash.jobs.schedule import delay_until, hold_job, release_job
 from migdash.jobs.schemas import take_schema_snapshot
 from migdash.status import probe_request
 from migdash.store.models import Job, JobLogLine, JobState, Project, Target, utcnow
@@ -53,6 +55,8 @@ class WorkerSettings:
     """Seconds before a job that waits for a target's lock is tried again."""
     requeue_after: float = 60.0
     """Queued jobs older than this are submitted again (a lost message must not strand a job)."""
+    clock: Callable[[], datetime] = field(default=utcnow)
+    """What time it is for rollout windows and ``not_before`` (tests inject their own)."""
 
 
 def worker_name() -> str:
@@ -80,7 +84,9 @@ class Worker:
         advisory: AdvisoryLock | None = None
         with self.sessions() as session:
             job = session.get(Job, job_id)
-            if job is None or job.state != JobState.QUEUED:
+            if job is None or job.state not in (JobState.QUEUED, JobState.SCHEDULED):
+                return
+            if self._held(session, job):
                 return
             target = job.target
             if job.kind in TARGET_ACTIONS and target is None:
@@ -134,6 +140,27 @@ class Worker:
                 with self.sessions() as session:
                     release_lease(session, target_id, job_id)
                     session.commit()
+
+    def _held(self, session: Session, job: Job) -> bool:
+        """Keep *job* scheduled until its window opens; a due scheduled job is queued again."""
+        now = self.settings.clock()
+        try:
+            wake = hold_job(session, job, now)
+        except InvalidInput as exc:  # windows written behind the registry's back
+            if job.state == JobState.SCHEDULED:
+                release_job(session, job, now)
+            reason = f"its environment's rollout windows cannot be read ({exc.message})"
+            refuse_job(session, job, reason, actor=self.name, now=utcnow())
+            session.commit()
+            return True
+        if wake is not None:
+            session.commit()
+            self.queue.submit([job.id], delay=delay_until(wake, now))
+            return True
+        if job.state == JobState.SCHEDULED and not release_job(session, job, now):
+            session.commit()
+            return True
+        return job.state != JobState.QUEUED
 
     def _passes_gate(self, session: Session, job: Job, target: Target) -> bool:
         """Probe the target under its lock and check the gate; refuse the job if it fails."""
@@ -380,9 +407,11 @@ class Worker:
         """Submit again queued jobs that waited longer than ``requeue_after`` (a lost message).
 
         A job the approval gate would refuse is refused here instead, never
-        re-submitted.
+        re-submitted.  Scheduled jobs whose time came are submitted too, so
+        a lost delayed message never strands one.
         """
         cutoff = utcnow() - timedelta(seconds=self.settings.requeue_after)
+        due = self._due_scheduled()
         with self.sessions() as session:
             stale = session.scalars(
                 sa.select(Job).where(
@@ -398,8 +427,19 @@ class Worker:
                 else:
                     refuse_job(session, job, reason, actor="reaper", now=utcnow())
             session.commit()
-        self.queue.submit(ready)
-        return len(ready)
+        self.queue.submit(ready + due)
+        return len(ready) + len(due)
+
+    def _due_scheduled(self) -> list[int]:
+        with self.sessions() as session:
+            return list(
+                session.scalars(
+                    sa.select(Job.id).where(
+                        Job.state == JobState.SCHEDULED,
+                        Job.scheduled_for <= self.settings.clock(),
+                    )
+                )
+            )
 
 
 def refuse_job(session: Session, job: Job, reason: str, *, actor: str, now: datetime) -> bool:

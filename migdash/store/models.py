@@ -108,6 +108,8 @@ class Environment(Base):
         sa.String(10), default="warn", server_default="warn"
     )
     """Promoting here a revision the environment before this one lacks: 'warn' or 'refuse'."""
+    windows: Mapped[str] = mapped_column(sa.Text, default="", server_default="")
+    """Rollout windows (``jobs.windows`` syntax) in which jobs here may start; '' is always."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     targets: Mapped[list[Target]] = relationship(back_populates="environment")
@@ -190,6 +192,8 @@ class JobState(StrEnum):
 
     AWAITING_APPROVAL = "awaiting_approval"
     QUEUED = "queued"
+    SCHEDULED = "scheduled"
+    """Approved (or unprotected) but waiting for its environment's window or its not_before."""
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
@@ -201,13 +205,18 @@ class JobState(StrEnum):
 
     @property
     def terminal(self) -> bool:
-        return self not in (JobState.AWAITING_APPROVAL, JobState.QUEUED, JobState.RUNNING)
+        return self not in (
+            JobState.AWAITING_APPROVAL,
+            JobState.QUEUED,
+            JobState.SCHEDULED,
+            JobState.RUNNING,
+        )
 
 
 JOB_STATES_SQL = ", ".join(f"'{s.value}'" for s in JobState)
-NOT_STARTED_SQL = "'awaiting_approval', 'queued', 'cancelled', 'rejected', 'refused'"
+NOT_STARTED_SQL = "'awaiting_approval', 'queued', 'scheduled', 'cancelled', 'rejected', 'refused'"
 PENDING_TARGET_JOB_SQL = (
-    "state IN ('awaiting_approval', 'queued', 'running') "
+    "state IN ('awaiting_approval', 'queued', 'scheduled', 'running') "
     "AND kind IN ('upgrade', 'downgrade', 'stamp') AND target_id IS NOT NULL"
 )
 
@@ -264,6 +273,10 @@ class Job(Base):
     """What the action produced: new file, detected operations, step timings."""
     plan_hash: Mapped[str | None] = mapped_column(sa.String(64))
     """SHA-256 of the plan approvers saw (``jobs.plans.plan_hash``); renewed if the target moves."""
+    not_before: Mapped[datetime | None] = mapped_column()
+    """Asked for at request: the job does not start before this (UTC)."""
+    scheduled_for: Mapped[datetime | None] = mapped_column()
+    """While ``scheduled``: when it will start (its window's opening, or not_before)."""
     plan: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
     """The planned steps, their files' digests and where they start (``ActionPlan.to_json``)."""
 

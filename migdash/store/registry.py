@@ -22,6 +22,7 @@ from migdash.engine.scrub import mask_url
 from migdash.errors import Conflict, InvalidInput, NotFound
 from migdash.store import audit
 from migdash.store.models import Environment, Project, Target
+from migdash.windows import format_windows, parse_windows
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
 TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:=\-]{0,49}$")
@@ -226,10 +227,12 @@ def add_environment(
     position: int | None = None,
     required_approvals: int = 1,
     promotion_rule: str = "warn",
+    windows: str = "",
     actor: str = "system",
 ) -> Environment:
     """Create an environment; without *position* it goes after the existing ones."""
     name = check_name("environment", name)
+    windows = check_windows(windows)
     promotion_rule = check_promotion_rule(promotion_rule)
     _ensure_unique(session, Environment, name, "an environment")
     if position is None:
@@ -246,6 +249,7 @@ def add_environment(
         position=position,
         required_approvals=required_approvals,
         promotion_rule=promotion_rule,
+        windows=windows,
     )
     session.add(environment)
     session.flush()
@@ -258,9 +262,15 @@ def add_environment(
             "protected": protected,
             "required_approvals": required_approvals,
             "promotion_rule": promotion_rule,
+            "windows": windows,
         },
     )
     return environment
+
+
+def check_windows(text: str) -> str:
+    """Rollout windows in canonical form ('' for none); InvalidInput names the part at fault."""
+    return format_windows(parse_windows(text))
 
 
 def edit_environment(
@@ -284,6 +294,8 @@ def edit_environment(
         environment.required_approvals = int(changes["required_approvals"])
     if changes.get("promotion_rule") is not None:
         environment.promotion_rule = check_promotion_rule(changes["promotion_rule"])
+    if changes.get("windows") is not None:
+        environment.windows = check_windows(changes["windows"])
     session.flush()
     audit.record(
         session,

@@ -25,6 +25,7 @@ from migdash.jobs.requests import (
     request_project_action,
     request_target_action,
 )
+from migdash.jobs.schedule import parse_not_before
 from migdash.permissions import Permission
 from migdash.services import services_of
 from migdash.status import cached_status, project_graph, record_status
@@ -110,6 +111,7 @@ def request_target(name: str) -> Response:
         now=utcnow(),
         purge=purge,
         seen_plan=request.form.get("plan_hash") or None,
+        not_before=parse_not_before(request.form.get("not_before")),
     )
     session.commit()
     if job is None:

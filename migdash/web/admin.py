@@ -154,6 +154,7 @@ def environment_form(name: str | None = None) -> Response:
         "protected": form.protected.data,
         "position": form.position.data,
         "promotion_rule": form.promotion_rule.data or "warn",
+        "windows": form.windows.data or "",
         "actor": current_user.username,
     }
     try:

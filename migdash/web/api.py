@@ -187,6 +187,7 @@ def create_job(json: m.CreateJob) -> tuple[Response, int]:
         now=utcnow(),
         purge=json.purge,
         seen_plan=json.plan_hash or None,
+        not_before=json.not_before,
     )
     session.commit()
     if job is None:

@@ -122,6 +122,9 @@ class CreateJob(Request):
     revision: Revision
     purge: StrictBool = False
     plan_hash: PlanHash | None = Field(None, description="Refuse unless the plan is this one")
+    not_before: datetime | None = Field(
+        None, description="Do not start before this time (ISO-8601; no offset means UTC)"
+    )
 
 
 class Approve(Request):
@@ -216,6 +219,10 @@ class Job(Strict):
     error: str | None
     output: dict[str, Any] | None
     plan_hash: str | None
+    not_before: datetime | None = Field(description="Asked for at request: not to start before")
+    scheduled_for: datetime | None = Field(
+        description="While scheduled: when it starts (window opening or not_before)"
+    )
 
 
 class NothingToDo(Strict):

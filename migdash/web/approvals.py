@@ -11,6 +11,7 @@ from migdash.jobs.gate import approvals_for
 from migdash.jobs.plans import ActionPlan
 from migdash.jobs.records import describe, get_job
 from migdash.jobs.rollout_control import awaiting_rollouts
+from migdash.jobs.schedule import environment_windows, wake_time
 from migdash.permissions import Permission
 from migdash.services import services_of
 from migdash.status import project_graph
@@ -61,6 +62,8 @@ def review(job_id: int, notice: str | None = None, status: int = 200) -> tuple[s
         decisions=approvals.decisions(session, job_id),
         approved=approvals_for(session, job, job.plan_hash),
         required=job.target.environment.required_approvals if job.target else 1,
+        windows=environment_windows(job.target.environment if job.target else None),
+        wake=wake_time(job, utcnow()) if job.state == JobState.AWAITING_APPROVAL else None,
     )
     return page, status
 

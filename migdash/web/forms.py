@@ -80,6 +80,12 @@ class EnvironmentForm(FlaskForm):
         description="Promoting here a revision the environment before this one does not hold "
         "yet: warn, or refuse.",
     )
+    windows = StringField(
+        "Rollout windows",
+        validators=[Optional(), Length(max=500)],
+        description="When jobs here may start, e.g. 'Mon-Fri 22:00-02:00 UTC; "
+        "Sat,Sun 00:00-24:00 Europe/Paris'. Empty: any time.",
+    )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
