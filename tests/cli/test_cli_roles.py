@@ -22,9 +22,9 @@ from flask import Flask
 from flask.testing import FlaskCliRunner
 
 from migdash.cli import main
-from migdash.jobs.webhooks import WebhookFields, save_webhook
 from migdash.jobs.rollout_control import pause_rollout
 from migdash.jobs.rollouts import create_rollout
+from migdash.jobs.webhooks import WebhookFields, save_webhook
 from migdash.services import services_of
 from migdash.store import registry
 from migdash.store.models import AuditEvent, Role, utcnow

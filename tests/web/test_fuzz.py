@@ -70,9 +70,9 @@ from migdash import create_app
 from migdash.jobs.consumer import build_worker
 from migdash.jobs.heartbeat import beat
 from migdash.jobs.requests import request_target_action
-from migdash.jobs.webhooks import WebhookFields, save_webhook
 from migdash.jobs.rollout_control import pause_rollout
 from migdash.jobs.rollouts import create_rollout
+from migdash.jobs.webhooks import WebhookFields, save_webhook
 from migdash.scaffold import RevisionSpec, write_project
 from migdash.services import services_of
 from migdash.store import registry
