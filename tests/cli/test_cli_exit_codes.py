@@ -30,11 +30,14 @@ from migdash.errors import MigdashError
 from migdash.jobs.consumer import build_worker
 from migdash.services import services_of
 
+ENTRY_POINTS = {"migdash.__main__", "migdash.wsgi"}
+
 
 def every_error_class() -> list[type[MigdashError]]:
     """MigdashError and every subclass defined anywhere in the package."""
     for module in pkgutil.walk_packages(migdash.__path__, "migdash."):
-        if module.name.endswith("__main__") or ".migrations" in module.name:
+        # entry points build an app or run on import; migrations need Alembic's context
+        if module.name in ENTRY_POINTS or ".migrations" in module.name:
             continue
         importlib.import_module(module.name)
     found: list[type[MigdashError]] = [MigdashError]

@@ -374,7 +374,7 @@ def test_unknown_kinds_and_names_are_refused(session: Session) -> None:
 
 # --- generated: any mix of jobs, any removal ---------------------------------------------
 
-PENDING_OR_NOT = st.sampled_from([None, "awaiting_approval", "queued", "running"])
+PENDING_OR_NOT = st.sampled_from([None, "awaiting_approval", "queued", "scheduled", "running"])
 FINISHED = st.lists(
     st.sampled_from(["succeeded", "failed", "cancelled", "rejected", "refused", "interrupted"]),
     max_size=2,
@@ -478,7 +478,9 @@ def test_removal_leaves_no_pending_job_and_audits_each_cancellation_once(
         audits_before = session.scalar(sa.select(sa.func.max(AuditEvent.id))) or 0
 
         summary = removal.removal_summary(session, kind, name)
-        pending = {i for i, s in affected.items() if s in ("awaiting_approval", "queued")}
+        pending = {
+            i for i, s in affected.items() if s in ("awaiting_approval", "queued", "scheduled")
+        }
         running = {i for i, s in affected.items() if s == "running"}
         assert {j.id for j in summary.pending} == pending
         assert {j.id for j in summary.running} == running

@@ -16,11 +16,14 @@ import migdash
 from migdash.errors import MigdashError
 from migdash.web.errors import ERROR_TABLE, classify
 
+ENTRY_POINTS = {"migdash.__main__", "migdash.wsgi"}
+"""Modules that build an app or run when imported (the app needs its secret key)."""
+
 
 def all_error_types() -> list[type[MigdashError]]:
     """Every MigdashError subclass defined anywhere in the package."""
     for info in pkgutil.walk_packages(migdash.__path__, "migdash."):
-        if ".migrations" not in info.name and not info.name.endswith("__main__"):
+        if ".migrations" not in info.name and info.name not in ENTRY_POINTS:
             import_module(info.name)
     found: set[type[MigdashError]] = set()
     pending = [MigdashError]

@@ -56,6 +56,8 @@ PAGES = [
     "/compare/linear?a=dev&b=dev",
     "/compare/linear/promote?from=dev&to=dev",
     "/webhooks/",
+    "/rollouts/",
+    "/rollouts/1",
     "/api/v1/docs",
     "/webhooks/new",
     "/webhooks/alerts",

@@ -59,6 +59,8 @@ PAGES = [
     "/compare/shop?a=dev&b=dev",
     "/compare/shop/promote?from=dev&to=nope",
     "/webhooks/",
+    "/rollouts/",
+    "/rollouts/1",
     "/api/v1/docs",
     "/webhooks/new",
     "/webhooks/nope",
