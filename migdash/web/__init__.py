@@ -17,6 +17,7 @@ def register_web(app: Flask) -> None:
         actions,
         admin,
         api,
+        api_actions,  # noqa: F401 - adds its routes to api.bp when imported
         api_docs,
         api_reads,  # noqa: F401 - adds its routes to api.bp when imported
         approvals,

@@ -135,6 +135,16 @@ PATHS: dict[str, str] = {
     "/api/v1/audit": "/api/v1/audit?actor=requester&limit=5",
     "/api/v1/compare/<name>": "/api/v1/compare/shop?a=dev&b=prod",
     "/api/v1/schemas/diff": "/api/v1/schemas/diff?left=shop-dev&right=shop-done",
+    "/api/v1/projects/<name>/merge": "/api/v1/projects/shop/merge",
+    "/api/v1/projects/<name>/revision": "/api/v1/projects/shop/revision",
+    "/api/v1/compare/<name>/promote": "/api/v1/compare/shop/promote?from=prod&to=dev",
+    "/api/v1/rollouts": "/api/v1/rollouts",
+    "/api/v1/rollouts/<int:rollout_id>": "/api/v1/rollouts/{rollout_running}",
+    "/api/v1/rollouts/<int:rollout_id>/pause": "/api/v1/rollouts/{rollout_running}/pause",
+    "/api/v1/rollouts/<int:rollout_id>/resume": "/api/v1/rollouts/{rollout_paused}/resume",
+    "/api/v1/rollouts/<int:rollout_id>/cancel": "/api/v1/rollouts/{rollout_cancel}/cancel",
+    "/api/v1/rollouts/<int:rollout_id>/approve": "/api/v1/rollouts/{rollout_held}/approve",
+    "/api/v1/rollouts/<int:rollout_id>/reject": "/api/v1/rollouts/{rollout_held2}/reject",
     "/users/": "/users/",
     "/users/<username>": "/users/scratch",
     "/users/<username>/role": "/users/scratch/role",
@@ -172,6 +182,12 @@ API_BODIES: dict[str, Any] = {
     "api.create_job": {"target": "shop-dev", "action": "upgrade", "revision": "heads"},
     "api.approve": {"comment": "matrix"},
     "api.reject": {"comment": "matrix"},
+    "api.merge": {"message": "merge from the matrix"},
+    "api.new_revision": {"message": "from the matrix"},
+    "api.promote": {"from": "prod", "to": "dev", "fingerprint": "0" * 64},
+    "api.rollout_create": {"project": "shop", "revision": "heads", "environments": ["scratch"]},
+    "api.rollout_approve": {"comment": "matrix"},
+    "api.rollout_reject": {"comment": "matrix"},
 }
 
 
@@ -447,6 +463,15 @@ PINNED = {
     "rollouts.pause": Permission.REQUEST,
     "rollouts.resume": Permission.REQUEST,
     "rollouts.cancel": Permission.REQUEST,
+    "api.merge": Permission.REQUEST,
+    "api.new_revision": Permission.REQUEST,
+    "api.promot": Permission.REQUEST,
+    "api.rollout_create": Permission.REQUEST,
+    "api.rollout_pause": Permission.REQUEST,
+    "api.rollout_resume": Permission.REQUEST,
+    "api.rollout_cancel": Permission.REQUEST,
+    "api.rollout_approve": Permission.APPROVE,
+    "api.rollout_reject": Permission.APPROVE,
 }
 VIEW_ONLY_POSTS = frozenset(
     {"overview.probe_now", "targets.probe", "schemas.snapshot", "auth.logout"}

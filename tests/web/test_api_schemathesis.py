@@ -39,6 +39,8 @@ from werkzeug.serving import make_server
 from migdash import create_app
 from migdash.jobs.consumer import build_worker
 from migdash.jobs.requests import request_target_action
+from migdash.jobs.rollout_control import pause_rollout
+from migdash.jobs.rollouts import create_rollout
 from migdash.scaffold import RevisionSpec, write_project
 from migdash.services import services_of
 from migdash.store import registry
@@ -54,8 +56,18 @@ CHECKS = [
     response_schema_conformance,
 ]
 EXAMPLES, SLOW_EXAMPLES = 25, 6
-SLOW = frozenset({"POST /api/v1/jobs", "GET /api/v1/jobs/{job_id}/plan"})
+SLOW = frozenset(
+    {
+        "POST /api/v1/jobs",
+        "GET /api/v1/jobs/{job_id}/plan",
+        "GET /api/v1/compare/{name}/promote",
+        "POST /api/v1/compare/{name}/promote",
+        "POST /api/v1/rollouts",
+    }
+)
 """Operations that plan an action in a child process per request."""
+MORE = {"POST /api/v1/compare/{name}/promote": 12, "POST /api/v1/rollouts": 12}
+"""Slow operations whose real inputs are one strategy of several: a few more examples."""
 REAL_INPUTS: dict[str, list[dict[str, Any]]] = {
     "GET /api/v1/compare/{name}": [
         {"query": {"a": "dev", "b": "prod"}},
@@ -67,8 +79,23 @@ REAL_INPUTS: dict[str, list[dict[str, Any]]] = {
         {"body": {"target": "shop-new", "action": "upgrade", "revision": "b2"}},
     ],
     "POST /api/v1/jobs/{job_id}/reject": [{"body": {"comment": "no"}}],
+    "POST /api/v1/projects/{name}/merge": [{"body": {"message": "merge"}}],
+    "POST /api/v1/projects/{name}/revision": [{"body": {"message": "more"}}],
+    "GET /api/v1/compare/{name}/promote": [{"query": {"from": "stage", "to": "qa"}}],
+    "POST /api/v1/compare/{name}/promote": [{"body": {"from": "stage", "to": "qa"}}],
+    "POST /api/v1/rollouts": [
+        {"body": {"project": "shop", "revision": "b2", "environments": ["fleet"], "tags": []}}
+    ],
+    "POST /api/v1/rollouts/{rollout_id}/approve": [{"body": {"comment": "ok"}}],
+    "POST /api/v1/rollouts/{rollout_id}/reject": [{"body": {"comment": "no"}}],
 }
 """Query or body values that get past validation to real objects (the rest is generated)."""
+FORKED = [
+    RevisionSpec("a1", None, "create accounts", table="accounts"),
+    RevisionSpec("b2", "a1", "left", table="lefty"),
+    RevisionSpec("c3", "a1", "right", table="righty"),
+]
+"""Two heads, no target: something to merge."""
 BRANCHY = [
     RevisionSpec("a1", None, "create accounts", table="accounts"),
     RevisionSpec("b2", "a1", "create orders", table="orders"),
@@ -94,11 +121,20 @@ def populate(app: Flask, root: Path) -> tuple[str, dict[str, list[Any]]]:
         registry.add_project(session, "shop", str(shop))
         registry.add_environment(session, "dev")
         registry.add_environment(session, "prod", protected=True)
+        registry.add_project(session, "forked", str(write_project(root / "forked", FORKED)))
+        for env in ("stage", "qa", "fleet"):
+            registry.add_environment(session, env)
+        registry.add_environment(session, "vault", protected=True)
         for name, env, at in [
             ("shop-dev", "dev", "c3"),
             ("shop-new", "dev", "a1"),
             ("shop-prod", "prod", "a1"),
             ("shop-prod2", "prod", "a1"),
+            ("shop-stage", "stage", "b2"),  # promoted to qa
+            ("shop-qa", "qa", "a1"),
+            ("shop-f1", "fleet", "a1"),  # rolled out to
+            ("shop-f2", "fleet", "a1"),
+            ("shop-vault", "vault", "a1"),
         ]:
             url = f"sqlite:///{root / name}.db"
             _upgrade(shop, url, at)
@@ -123,6 +159,7 @@ def populate(app: Flask, root: Path) -> tuple[str, dict[str, list[Any]]]:
         huey = services.queue.huey
         huey.execute(huey.dequeue())  # the first one runs (and succeeds); the rest stay queued
         token, _ = create_token(session, get_user(session, "boss"), "schemathesis", utcnow())
+        rollouts = seed_rollouts(session, services)
         session.commit()
     real = {
         "name@projects": ["shop"],
@@ -131,8 +168,37 @@ def populate(app: Flask, root: Path) -> tuple[str, dict[str, list[Any]]]:
         "job_id": [job.id for job in jobs[:3] if job is not None],
         "job_id@reject": [jobs[3].id if jobs[3] is not None else 0],  # held, for reject alone
         "revision": ["a1", "e5", "heads", "c3"],
+        "name@merge": ["forked"],
+        **rollouts,
     }
     return token, real
+
+
+def seed_rollouts(session: Any, services: Any) -> dict[str, list[int]]:
+    """Rollouts by someone else for each control route: running, paused, held (protected)."""
+    made = {}
+    for key, env in [
+        ("rollout_id", "fleet"),
+        ("rollout_id@pause", "fleet"),
+        ("rollout_id@resume", "fleet"),
+        ("rollout_id@cancel", "fleet"),
+        ("rollout_id@approve", "vault"),
+        ("rollout_id@reject", "vault"),
+    ]:
+        made[key] = create_rollout(
+            session,
+            services.jobs,
+            registry.get_project(session, "shop"),
+            "b2",
+            environments=[env],
+            actor="requester",
+            role=Role.OPERATOR,
+            now=utcnow(),
+        ).id
+    pause_rollout(
+        session, made["rollout_id@resume"], actor="requester", role=Role.OPERATOR, now=utcnow()
+    )
+    return {key: [rollout_id] for key, rollout_id in made.items()}
 
 
 @pytest.fixture(scope="module")
@@ -161,14 +227,14 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 
 
 def real_path_parameters(path: str, real: dict[str, list[Any]]) -> st.SearchStrategy[dict]:
-    """Path parameters naming real objects (``name@projects``: the name after ``projects/``;
-    ``job_id@reject``: the job id of the reject route)."""
+    """Path parameters naming real objects (``job_id@reject``: the job id of the reject route,
+    first; ``name@projects``: the name after ``projects/``)."""
     parts = path.strip("/").split("/")
     choices: dict[str, st.SearchStrategy[Any]] = {}
     for index, part in enumerate(parts):
         if part.startswith("{"):
             argument = part.strip("{}")
-            keys = [f"{argument}@{parts[index - 1]}", f"{argument}@{parts[-1]}", argument]
+            keys = [f"{argument}@{parts[-1]}", f"{argument}@{parts[index - 1]}", argument]
             known = [real[k] for k in keys if k in real]
             if known:  # a parameter without real values is generated like the rest
                 choices[argument] = st.sampled_from(known[0])
@@ -206,7 +272,7 @@ def fuzz(operation: Any, served: Served, session: requests.Session) -> list[int]
     sent: list[int] = []
 
     @settings(
-        max_examples=SLOW_EXAMPLES if label in SLOW else EXAMPLES,
+        max_examples=MORE.get(label, SLOW_EXAMPLES if label in SLOW else EXAMPLES),
         derandomize=True,
         database=None,
         deadline=None,

@@ -216,6 +216,27 @@ INPUTS: dict[str, tuple[str, ...]] = {
     "api.audit_events": ("actor", "action", "target", "project", "since", "before", "limit"),
     "api.compare": ("a", "b", "target_a", "target_b"),
     "api.schema_diff": ("left", "right"),
+    "api.merge": ("message", "heads"),
+    "api.new_revision": ("message", "head", "branch_label", "depends_on"),
+    "api.promotion": ("from", "to"),
+    "api.promote": ("from", "to", "fingerprint"),
+    "api.rollouts": (),
+    "api.rollout": (),
+    "api.rollout_create": (
+        "project",
+        "revision",
+        "environments",
+        "tags",
+        "canary",
+        "wave",
+        "concurrency",
+        "on_failure",
+    ),
+    "api.rollout_pause": (),
+    "api.rollout_resume": (),
+    "api.rollout_cancel": (),
+    "api.rollout_approve": ("comment", "fingerprint"),
+    "api.rollout_reject": ("comment",),
     "rollouts.index": (),
     "rollouts.create": (
         "project",
@@ -254,6 +275,10 @@ SLOW = frozenset(
         "targets.check_drift",
         "targets.check_history",
         "rollouts.create",
+        "api.new_revision",
+        "api.promotion",
+        "api.promote",
+        "api.rollout_create",
     }
 )
 """Endpoints that may start a child process (a plan, an autogenerate preview) per request."""
@@ -323,6 +348,7 @@ REAL: dict[str, list[str]] = {
     "to": ["prod", "qa", "dev"],
     "project": ["shop"],
     "environment": ["qa", "dev", "prod", "scratch"],
+    "environments": ["qa", "scratch"],
     "env": ["dev", "prod"],
     "url": [
         "sqlite:///:memory:",
@@ -441,7 +467,12 @@ LONG = "x" * 5000
 KILLERS = [HUGE, NUL, LONG, "-" + HUGE, "'\"<script>{{"]
 SLOW_KILLERS = KILLERS[:3]
 JSON_KILLERS: list[Any] = [10**23, -(10**23), 1.5, None, True, [], {"a": 1}, NUL, LONG]
-JSON_REAL: dict[str, Any] = {"purge": False}
+JSON_REAL: dict[str, Any] = {
+    "purge": False,
+    "environments": ["qa"],
+    "tags": [],
+    "heads": ["c3", "d4"],
+}
 BASELINE = {
     "api.approve:plan_hash": "{held_plan}",
     "approvals.approve:plan_hash": "{held_plan}",
