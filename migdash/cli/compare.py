@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 from flask.cli import with_appcontext
 
@@ -121,7 +119,7 @@ def promote(
         if show_plan:
             plan = plan_promotion(session, services.jobs, found, *envs)
             session.commit()
-            emit(promotion_json(plan), as_json, describe_promotion(plan))
+            emit(plan.as_json(), as_json, describe_promotion(plan))
             return
         jobs = request_promotion(
             session,
@@ -143,39 +141,6 @@ def promote(
         )
         return
     report_jobs(job_ids, wait, timeout, as_json, many=True)
-
-
-def promotion_json(plan: Promotion) -> dict[str, Any]:
-    return {
-        "project": plan.project,
-        "from": plan.source,
-        "to": plan.destination,
-        "protected": plan.protected,
-        "required_approvals": plan.required_approvals,
-        "source_revisions": list(plan.source_revisions),
-        "fingerprint": plan.fingerprint,
-        "order": {
-            "previous": plan.order.previous,
-            "rule": plan.order.rule,
-            "out_of_order": list(plan.order.out_of_order),
-            "unknown": list(plan.order.unknown),
-            "refused": plan.order.refused,
-        },
-        "targets": [
-            {
-                "target": t.target,
-                "state": t.state,
-                "current": list(t.current),
-                "destination": t.destination,
-                "lacks": list(t.lacks),
-                "keeps": list(t.keeps),
-                "plan_hash": t.plan.hash if t.plan else None,
-                "steps": [s.label for s in t.plan.steps] if t.plan else [],
-                "problem": t.problem,
-            }
-            for t in plan.targets
-        ],
-    }
 
 
 def describe_promotion(plan: Promotion) -> str:

@@ -100,6 +100,39 @@ class Promotion:
             {t.target: (t.destination, t.plan.hash if t.plan else None) for t in self.targets}
         )
 
+    def as_json(self) -> dict[str, object]:
+        """The plan as the API and ``migdash promote --plan --json`` give it."""
+        return {
+            "project": self.project,
+            "source": self.source,
+            "destination": self.destination,
+            "protected": self.protected,
+            "required_approvals": self.required_approvals,
+            "source_revisions": list(self.source_revisions),
+            "targets": [
+                {
+                    "target": t.target,
+                    "state": t.state,
+                    "current": list(t.current),
+                    "destination": t.destination,
+                    "lacks": list(t.lacks),
+                    "keeps": list(t.keeps),
+                    "steps": [s.label for s in t.plan.steps] if t.plan else [],
+                    "plan_hash": t.plan.hash if t.plan else None,
+                    "problem": t.problem,
+                }
+                for t in self.targets
+            ],
+            "order": {
+                "rule": self.order.rule,
+                "previous": self.order.previous,
+                "out_of_order": list(self.order.out_of_order),
+                "refused": self.order.refused,
+            },
+            "problems": self.problems,
+            "fingerprint": self.fingerprint,
+        }
+
 
 def promotion_fingerprint(plans: Mapping[str, tuple[str | None, str | None]]) -> str:
     """SHA-256 of target -> (destination, plan hash): a changed plan anywhere changes it."""

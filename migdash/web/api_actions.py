@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from flask import Response, g, jsonify
 
-from migdash.jobs.promote import Promotion, plan_promotion, request_promotion
+from migdash.jobs.promote import plan_promotion, request_promotion
 from migdash.jobs.records import job_json
 from migdash.jobs.requests import request_project_action
 from migdash.jobs.rollout_control import (
@@ -87,39 +87,6 @@ def _environments(
     )
 
 
-def promotion_json(plan: Promotion) -> dict[str, object]:
-    return {
-        "project": plan.project,
-        "source": plan.source,
-        "destination": plan.destination,
-        "protected": plan.protected,
-        "required_approvals": plan.required_approvals,
-        "source_revisions": list(plan.source_revisions),
-        "targets": [
-            {
-                "target": t.target,
-                "state": t.state,
-                "current": list(t.current),
-                "destination": t.destination,
-                "lacks": list(t.lacks),
-                "keeps": list(t.keeps),
-                "steps": [s.label for s in t.plan.steps] if t.plan else [],
-                "plan_hash": t.plan.hash if t.plan else None,
-                "problem": t.problem,
-            }
-            for t in plan.targets
-        ],
-        "order": {
-            "rule": plan.order.rule,
-            "previous": plan.order.previous,
-            "out_of_order": list(plan.order.out_of_order),
-            "refused": plan.order.refused,
-        },
-        "problems": plan.problems,
-        "fingerprint": plan.fingerprint,
-    }
-
-
 @bp.get("/compare/<name>/promote")
 @permission(Permission.REQUEST)
 @documented(a.PromotionPlan, tag="compare")
@@ -129,7 +96,7 @@ def promotion(name: str, query: a.PromotionQuery) -> Response:
     found, source, destination = _environments(name, query.from_, query.to)
     plan = plan_promotion(session, services.jobs, found, source, destination)
     session.commit()
-    return jsonify(promotion_json(plan))
+    return jsonify(plan.as_json())
 
 
 @bp.post("/compare/<name>/promote")
