@@ -6,11 +6,10 @@ SQLite targets at the first revision, N more for the baseline) and prints:
 
   * alembic in-process - ``alembic.command.upgrade(config, "heads")`` on each
                          baseline target, one after the other, in this process;
-  * runner child       - the job's child process alone (``python -m
-                         migdash.jobs.runner``, as the worker starts it), per job;
-  * forked (proto)     - a prototype, not in migdash: the same action in a process
-                         forked from a template that imported Alembic and ran one
-                         warm-up action (see ``bench_forked_template``);
+  * fresh interpreter  - the job's child as a new ``python -m migdash.jobs.runner``
+                         process (how the worker started it before the fork server);
+  * fork server        - the job's child as the worker starts it: forked from
+                         ``migdash.engine.forkserver``, per job;
   * worker 1x1         - one ``migdash worker --threads 1``: jobs requested up
                          front, then (last finished - first started) / N;
   * worker 2x2         - two workers with two threads each on the same queue
@@ -43,6 +42,7 @@ from migdash.cli import main as cli_main
 from migdash.config import ensure_instance
 from migdash.engine.actions import ActionSpec
 from migdash.engine.child import child_environment, project_folder
+from migdash.engine.launch import start_child
 from migdash.scaffold import RevisionSpec, migrate_database, write_project
 from migdash.services import services_of
 from migdash.store.models import Job, JobState
@@ -102,31 +102,31 @@ def bench_runner_child(project: Path, urls: list[str]) -> list[float]:
     return times
 
 
-def bench_forked_template(project: Path, urls: list[str], spare: str) -> list[float]:
-    """Prototype, not in migdash: fork each job's child from a warmed, pre-imported template.
+def bench_fork_server(project: Path, urls: list[str]) -> list[float]:
+    """The job's child as the worker starts it now: forked by ``migdash.engine.forkserver``.
 
-    Here the template is this process after one warm-up action on *spare*
-    (which pulls in every lazy import); a real one would be a fresh
-    interpreter started with the scrubbed environment, holding no key, that
-    runs no project code itself.  Each job: fork, run the action, exit, reap.
+    The fork server is started (and pays its imports) by a warm-up job on a
+    spare target first, as a long-running worker has done long before.
     """
-    from migdash.engine.actions import run_action
 
-    def action(url: str) -> ActionSpec:
-        return ActionSpec(kind="upgrade", script_location=str(project), url=url, revision="heads")
+    def run(url: str) -> float:
+        spec = ActionSpec(kind="upgrade", script_location=str(project), url=url, revision="heads")
+        with tempfile.TemporaryDirectory() as scratch:
+            result = Path(scratch) / "result.json"
+            started = time.perf_counter()
+            with start_child(
+                "migdash.jobs.runner", [str(result)], cwd=project_folder(str(project))
+            ) as child:
+                child.stdin.write(json.dumps(spec.to_json()))
+                child.stdin.close()
+                child.stdout.read()
+                child.wait()
+            took = time.perf_counter() - started
+            assert json.loads(result.read_text())["ok"], result.read_text()
+        return took
 
-    assert run_action(action(spare), lambda _line: None, capture_log=False).ok
-    times = []
-    for url in urls:
-        started = time.perf_counter()
-        pid = os.fork()
-        if pid == 0:  # the job's child
-            result = run_action(action(url), lambda _line: None, capture_log=False)
-            os._exit(0 if result.ok else 1)
-        _, status = os.waitpid(pid, 0)
-        times.append(time.perf_counter() - started)
-        assert status == 0
-    return times
+    run(urls[0])
+    return [run(url) for url in urls[1:]]
 
 
 def bench_workers(
@@ -213,19 +213,15 @@ def main() -> None:
         base = bench_in_process(project, make_targets(root, project, args.jobs, "base"))
         baseline = statistics.median(base)
         child = bench_runner_child(project, make_targets(root, project, args.jobs, "child"))
-        forked = bench_forked_template(
-            project,
-            make_targets(root, project, args.jobs, "fork"),
-            make_targets(root, project, 1, "spare")[0],
-        )
+        forked = bench_fork_server(project, make_targets(root, project, args.jobs + 1, "fork"))
         one = bench_workers(root, project, make_targets(root, project, args.jobs, "w1"), 1, 1, None)
         two = bench_workers(
             root, project, make_targets(root, project, args.jobs, "w2"), 2, 2, args.queue_url
         )
     print(f"{args.jobs} upgrade jobs (a1 -> b2, SQLite); medians unless said")
     print(f"{'alembic command.upgrade in-process':<34} {baseline * 1000:8.1f} ms/job")
-    report("runner child alone", statistics.median(child), baseline)
-    report("child forked from template (proto)", statistics.median(forked), baseline)
+    report("runner child, fresh interpreter", statistics.median(child), baseline)
+    report("runner child, forked (fork server)", statistics.median(forked), baseline)
     report("1 worker x 1 thread (span / N)", one[0], baseline)
     report("1 worker x 1 thread (mean run)", one[1], baseline)
     report("2 workers x 2 threads (wall / N)", two[2], baseline)

@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from migdash.engine.child import call_child, project_folder
+from migdash.engine.child import project_folder
 from migdash.engine.graph import RevisionGraph, graph_from_data
+from migdash.engine.launch import call_child
 from migdash.errors import BrokenProject
 
 Signature = tuple[tuple[str, int, int], ...]

@@ -13,15 +13,10 @@ its parent dies (:func:`die_with_parent`).
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 import signal
-import subprocess
-import sys
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
@@ -88,36 +83,6 @@ def protect_process_memory() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0)
     except (OSError, AttributeError):
         return
-
-
-def call_child(
-    module: str, payload: Any, *, cwd: str | Path | None = None, timeout: float = 60.0
-) -> tuple[dict[str, Any] | None, str]:
-    """Run ``python -m <module> RESULT PARENT_PID`` with *payload* as JSON on stdin and wait.
-
-    Returns the JSON the child wrote to RESULT (None if it wrote none) and,
-    for the caller's error message, the last lines it printed.
-    """
-    with tempfile.TemporaryDirectory(prefix="migdash-child-") as scratch:
-        result_file = Path(scratch) / "result.json"
-        try:
-            completed = subprocess.run(  # noqa: S603 - our own module, fixed argv
-                [sys.executable, "-m", module, str(result_file), str(os.getpid())],
-                input=json.dumps(payload),
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                cwd=cwd if cwd and Path(cwd).is_dir() else None,
-                env=child_environment(),
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            return None, f"no result within {timeout:.0f} s"
-        if not result_file.exists():
-            tail = " | ".join(completed.stdout.strip().splitlines()[-3:])
-            return None, f"exited with code {completed.returncode}: {tail}"
-        data: dict[str, Any] = json.loads(result_file.read_text())
-        return data, ""
 
 
 def project_folder(script_location: str) -> str:

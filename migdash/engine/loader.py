@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -42,7 +43,7 @@ def load(location: str) -> dict[str, Any]:
 
 def main(argv: list[str]) -> int:
     result_path = Path(argv[1])
-    die_with_parent(int(argv[2]))
+    die_with_parent(int(argv[2]) if len(argv) > 2 else os.getppid())
     location = json.load(sys.stdin)
     result_path.write_text(json.dumps(load(str(location))))
     return 0

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from migdash.engine.actions import ActionResult, ActionSpec, offline_hazards
-from migdash.engine.child import call_child, project_folder
+from migdash.engine.child import project_folder
+from migdash.engine.launch import call_child
 from migdash.engine.planning import PlannedStep, file_digest
 from migdash.engine.probe import TargetProbe
 from migdash.engine.state import TargetState, TargetStatus, assess_target

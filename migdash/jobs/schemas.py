@@ -57,10 +57,24 @@ def take_schema_snapshot(
     now: datetime,
     job_id: int | None = None,
 ) -> SchemaSnapshotRow:
-    """Reflect *target* now and keep the snapshot (after a job, or asked for)."""
-    snapshot = reflect_target(target)
+    """Reflect *target* now and keep the snapshot (asked for)."""
+    return keep_schema_snapshot(
+        session, target.id, reflect_target(target), revisions=revisions, now=now, job_id=job_id
+    )
+
+
+def keep_schema_snapshot(
+    session: Session,
+    target_id: int,
+    snapshot: SchemaSnapshot,
+    *,
+    revisions: Sequence[str],
+    now: datetime,
+    job_id: int | None = None,
+) -> SchemaSnapshotRow:
+    """Keep *snapshot*, read from the target at *revisions*, as its newest schema snapshot."""
     row = SchemaSnapshotRow(
-        target_id=target.id,
+        target_id=target_id,
         taken_at=now,
         job_id=job_id,
         revisions=sorted(revisions),

@@ -11,12 +11,11 @@ running it again.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import socket
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -29,8 +28,10 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from migdash.engine.actions import ActionResult, ActionSpec, StepClock
-from migdash.engine.child import child_environment, project_folder
+from migdash.engine.child import project_folder
+from migdash.engine.launch import ChildStartError, start_child
 from migdash.engine.planning import PlannedStep
+from migdash.engine.schema import SchemaSnapshot
 from migdash.engine.scrub import scrub_text, url_secrets
 from migdash.errors import InvalidInput, MigdashError
 from migdash.jobs.context import JobServices
@@ -40,7 +41,7 @@ from migdash.jobs.locks import AdvisoryLock, LeaseHolder, acquire_lease, release
 from migdash.jobs.reaper import reap_interrupted, reprobe
 from migdash.jobs.records import TARGET_ACTIONS, add_log, audit_job, describe, move_job
 from migdash.jobs.schedule import delay_until, hold_job, release_job
-from migdash.jobs.schemas import take_schema_snapshot
+from migdash.jobs.schemas import keep_schema_snapshot, reflect_target
 from migdash.status import probe_request
 from migdash.store.models import Job, JobLogLine, JobState, Project, Target, utcnow
 
@@ -128,18 +129,19 @@ class Worker:
                     advisory.release()
                 return
             target_id, secrets = (target.id, url_secrets(target.url)) if target else (None, [])
+        released = False
         try:
-            result, clock = self._run_child(job_id, target_id, spec, secrets)
-            self._finish(job_id, target_id, result, clock)
-            if target_id is not None and job.kind in TARGET_ACTIONS:
-                self._snapshot_schema(job_id)
+            result, clock, lines = self._run_child(job_id, target_id, spec, secrets)
+            self._finish(job_id, target_id, result, clock, lines, advisory)
+            released = True
         finally:
-            if advisory is not None:
-                advisory.release()
-            if target_id is not None:
-                with self.sessions() as session:
-                    release_lease(session, target_id, job_id)
-                    session.commit()
+            if not released:
+                if advisory is not None:
+                    advisory.release()
+                if target_id is not None:
+                    with self.sessions() as session:
+                        release_lease(session, target_id, job_id)
+                        session.commit()
 
     def _held(self, session: Session, job: Job) -> bool:
         """Keep *job* scheduled until its window opens; a due scheduled job is queued again."""
@@ -249,7 +251,8 @@ class Worker:
 
     def _run_child(
         self, job_id: int, target_id: int | None, spec: ActionSpec, secrets: list[str]
-    ) -> tuple[ActionResult, StepClock]:
+    ) -> tuple[ActionResult, StepClock, list[str]]:
+        """Run the child; its result, step clock, and the output lines not yet written."""
         lines: list[tuple[float, str]] = []
         lock = threading.Lock()
         clock = StepClock(lambda text: _append(lines, lock, scrub_text(text, secrets)))
@@ -262,28 +265,19 @@ class Worker:
         )
         with tempfile.TemporaryDirectory(prefix="migdash-job-") as scratch:
             result_file = Path(scratch) / "result.json"
-            with subprocess.Popen(  # noqa: S603 - our own module, fixed argv
-                [sys.executable, "-m", "migdash.jobs.runner", str(result_file), str(os.getpid())],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                cwd=project_folder(spec.script_location),
-                env=child_environment(),
-                bufsize=1,
-            ) as process:  # closes the pipes: a long-lived worker must not leak a fd per job
-                beat.start()
-                assert process.stdin is not None
-                assert process.stdout is not None
-                process.stdin.write(json.dumps(spec.to_json()))
-                process.stdin.close()
-                for raw in process.stdout:
-                    clock.line(raw.rstrip("\n"))
-                returncode = process.wait()
-            stop.set()
-            beat.join()
+            beat.start()
+            try:
+                returncode = _converse(result_file, spec, clock)
+            except ChildStartError as exc:
+                returncode = None
+                clock.line(f"the action process could not be started: {exc}")
+            finally:
+                stop.set()
+                beat.join()
             if result_file.exists():
                 result = ActionResult.from_json(json.loads(result_file.read_text()))
+            elif returncode is None:
+                result = ActionResult(ok=False, error="the action process could not be started")
             else:
                 result = ActionResult(
                     ok=False,
@@ -292,8 +286,8 @@ class Worker:
                 )
             if result.ok:
                 clock.finish()  # on failure clock.current stays: it is the step that failed
-        self._flush(job_id, lines, lock)
-        return result, clock
+        with lock:
+            return result, clock, [text for _, text in lines]
 
     def _heartbeat(
         self,
@@ -325,76 +319,95 @@ class Worker:
                 session.commit()
 
     def _finish(
-        self, job_id: int, target_id: int | None, result: ActionResult, clock: StepClock
+        self,
+        job_id: int,
+        target_id: int | None,
+        result: ActionResult,
+        clock: StepClock,
+        lines: list[str],
+        advisory: AdvisoryLock | None,
     ) -> None:
+        """Record how the job ended, with its last output, schema snapshot and freed lease.
+
+        One transaction: a reader never sees the job ended with its lease still held,
+        and the metadata DB pays one commit per job here, not four.  The target is
+        re-probed and reflected before the first write, so no write lock is held
+        while it is read.
+        """
         now = utcnow()
         with self.sessions() as session:
             job = session.get(Job, job_id)
             assert job is not None
             current: list[str] | None = None
+            snapshot: SchemaSnapshot | str | None = None
             if target_id is not None and job.target is not None:
+                if job.kind in TARGET_ACTIONS:
+                    snapshot = _reflect(job.target)
                 current = reprobe(session, self.services, job.target)
-            state = JobState.SUCCEEDED if result.ok else JobState.FAILED
-            if result.refused:
-                state = JobState.REFUSED
-            failed_step = None if result.ok else (clock.current or result.failed_step)
-            error = None
-            if not result.ok:
-                error = "\n\n".join(filter(None, [result.error, result.traceback]))
-            output = {
-                "steps": [{"step": s.step, "seconds": s.seconds} for s in clock.steps],
-                "new_file": result.new_file,
-                "operations": result.operations,
-            }
-            finished = move_job(
-                session,
-                job_id,
-                JobState.RUNNING,
-                state,
-                finished_at=now,
-                result_revisions=current,
-                failed_step=failed_step,
-                error=error,
-                output=output,
-            )
-            took = (now - job.started_at).total_seconds() if job.started_at else 0.0
-            at = f"; target now at {', '.join(current) or '<base>'}" if current is not None else ""
-            if finished and result.ok and result.applied and target_id is not None:
-                record_applied(session, target_id, job_id, result.applied, now)
-            if finished:
-                audit_job(
-                    session,
-                    self.name,
-                    "job.refused" if result.refused else "job.end",
-                    job,
-                    now,
-                    from_revisions=job.from_revisions,
-                    to_revision=",".join(current) if current is not None else None,
-                    detail={"kind": job.kind, "state": state.value, "failed_step": failed_step},
-                )
-                where = f" at step {failed_step}" if failed_step else ""
-                verdict = "succeeded" if result.ok else f"failed{where}"
-                if result.refused:
-                    verdict = f"refused before its first step: {result.error}"
-                add_log(session, job_id, f"{describe(job)} {verdict} in {took:.1f} s{at}", now)
+            session.add_all(JobLogLine(job_id=job_id, line=text) for text in lines)
+            finished = self._record_end(session, job, result, clock, current, now)
+            if finished and target_id is not None and current is not None and snapshot is not None:
+                _keep_snapshot(session, job.id, target_id, snapshot, current, now)
+            if advisory is not None:
+                advisory.release()
+            if target_id is not None:
+                release_lease(session, target_id, job_id)
             session.commit()
 
-    def _snapshot_schema(self, job_id: int) -> None:
-        """After every target job: the schema as the job left it (a failure is only logged)."""
-        with self.sessions() as session:
-            job = session.get(Job, job_id)
-            if job is None or job.target is None or job.result_revisions is None:
-                return
-            now = utcnow()
-            try:
-                row = take_schema_snapshot(
-                    session, job.target, revisions=job.result_revisions, now=now, job_id=job_id
-                )
-                add_log(session, job_id, f"schema snapshot {row.fingerprint[:12]} taken", now)
-            except MigdashError as exc:
-                session.rollback()
-                add_log(session, job_id, f"schema snapshot not taken: {exc.message}", now)
-            session.commit()
+    def _record_end(
+        self,
+        session: Session,
+        job: Job,
+        result: ActionResult,
+        clock: StepClock,
+        current: list[str] | None,
+        now: datetime,
+    ) -> bool:
+        state = JobState.SUCCEEDED if result.ok else JobState.FAILED
+        if result.refused:
+            state = JobState.REFUSED
+        failed_step = None if result.ok else (clock.current or result.failed_step)
+        error = None
+        if not result.ok:
+            error = "\n\n".join(filter(None, [result.error, result.traceback]))
+        output = {
+            "steps": [{"step": s.step, "seconds": s.seconds} for s in clock.steps],
+            "new_file": result.new_file,
+            "operations": result.operations,
+        }
+        finished = move_job(
+            session,
+            job.id,
+            JobState.RUNNING,
+            state,
+            finished_at=now,
+            result_revisions=current,
+            failed_step=failed_step,
+            error=error,
+            output=output,
+        )
+        if not finished:
+            return False
+        took = (now - job.started_at).total_seconds() if job.started_at else 0.0
+        at = f"; target now at {', '.join(current) or '<base>'}" if current is not None else ""
+        if result.ok and result.applied and job.target_id is not None:
+            record_applied(session, job.target_id, job.id, result.applied, now)
+        audit_job(
+            session,
+            self.name,
+            "job.refused" if result.refused else "job.end",
+            job,
+            now,
+            from_revisions=job.from_revisions,
+            to_revision=",".join(current) if current is not None else None,
+            detail={"kind": job.kind, "state": state.value, "failed_step": failed_step},
+        )
+        where = f" at step {failed_step}" if failed_step else ""
+        verdict = "succeeded" if result.ok else f"failed{where}"
+        if result.refused:
+            verdict = f"refused before its first step: {result.error}"
+        add_log(session, job.id, f"{describe(job)} {verdict} in {took:.1f} s{at}", now)
+        return True
 
     def reap(self) -> list[int]:
         """Mark jobs whose heartbeat lapsed as interrupted, free their leases; re-probe."""
@@ -519,6 +532,45 @@ def _holder_note(holder: LeaseHolder) -> str:
         f"waiting for lock held by job {holder.job_id} on {holder.worker} since "
         f"{holder.acquired_at:%H:%M:%S} UTC"
     )
+
+
+def _reflect(target: Target) -> SchemaSnapshot | str:
+    """The target's schema as the job left it, or why it could not be read."""
+    try:
+        return reflect_target(target)
+    except MigdashError as exc:
+        return exc.message
+
+
+def _keep_snapshot(
+    session: Session,
+    job_id: int,
+    target_id: int,
+    snapshot: SchemaSnapshot | str,
+    current: list[str],
+    now: datetime,
+) -> None:
+    """After every target job: keep the schema snapshot (a failure to read it is only logged)."""
+    if isinstance(snapshot, str):
+        add_log(session, job_id, f"schema snapshot not taken: {snapshot}", now)
+        return
+    row = keep_schema_snapshot(
+        session, target_id, snapshot, revisions=current, now=now, job_id=job_id
+    )
+    add_log(session, job_id, f"schema snapshot {row.fingerprint[:12]} taken", now)
+
+
+def _converse(result_file: Path, spec: ActionSpec, clock: StepClock) -> int:
+    """Run *spec* in a runner child: its output goes to *clock* line by line; its exit code."""
+    with start_child(
+        "migdash.jobs.runner", [str(result_file)], cwd=project_folder(spec.script_location)
+    ) as process:  # closes the pipes: a long-lived worker must not leak a fd per job
+        with contextlib.suppress(BrokenPipeError):  # it died first: its output says why
+            process.stdin.write(json.dumps(spec.to_json()))
+            process.stdin.close()
+        for raw in process.stdout:
+            clock.line(raw.rstrip("\n"))
+        return process.wait()
 
 
 def _append(lines: list[tuple[float, str]], lock: threading.Lock, text: str) -> None:

@@ -39,6 +39,7 @@ def test_status_then_alembic_upgrade_agree(
     db_session.commit()
     (report,) = cli_json("status")
     assert (report["state"], report["current"]) == ("behind", ["a1"])
+    caplog.clear()  # only this upgrade's steps, whatever an earlier test left the level at
     with caplog.at_level(logging.INFO, logger="alembic.runtime.migration"):
         command.upgrade(project.alembic_config(server_url), "heads")
     applied = re.findall(r"Running upgrade .*? -> (\w+)", caplog.text)

@@ -40,6 +40,7 @@ from flask import Flask
 
 from migdash.config import load_settings
 from migdash.engine.graph import build_graph
+from migdash.engine.launch import ForkServer
 from migdash.engine.reference import (
     SCRATCH_PREFIX,
     ScratchServers,
@@ -179,15 +180,24 @@ def check(app: Flask) -> Callable[..., dict[str, Any]]:
 
 @pytest.fixture
 def children(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
-    """Every child process started from here on (its argv), whatever started it."""
+    """Every child process started from here on (module and argv), whatever started it.
+
+    Children running project code are all forked by a fork server
+    (:meth:`ForkServer.start`); any other process would go through ``subprocess.run``.
+    """
     started: list[list[str]] = []
-    real = subprocess.run
+    real_run, real_start = subprocess.run, ForkServer.start
 
-    def spy(argv: Any, *args: Any, **kwargs: Any) -> Any:
+    def spy_run(argv: Any, *args: Any, **kwargs: Any) -> Any:
         started.append([str(a) for a in argv])
-        return real(argv, *args, **kwargs)
+        return real_run(argv, *args, **kwargs)
 
-    monkeypatch.setattr(subprocess, "run", spy)
+    def spy_start(server: ForkServer, module: str, args: Any, cwd: str) -> Any:
+        started.append([module, *map(str, args)])
+        return real_start(server, module, args, cwd)
+
+    monkeypatch.setattr(subprocess, "run", spy_run)
+    monkeypatch.setattr(ForkServer, "start", spy_start)
     return started
 
 

@@ -24,7 +24,7 @@ from migdash.jobs.rollout_control import resume_rollout
 from migdash.store.models import Job, JobState
 from migdash.store.rollout_models import MemberState, RolloutState
 from tests.jobs.rollout_fleet import Fleet, build_fleet
-from tests.jobs.test_worker_process import runners_of
+from tests.jobs.test_worker_process import runners_of, still_running
 
 BROKEN = 15
 """t15: in wave 2 (the canary is t00-t01, wave 1 t02-t11, wave 2 t12-t21)."""
@@ -85,12 +85,12 @@ def test_fifty_targets_halt_resume_and_survive_a_killed_worker(
 
     fleet.fix("t15")
     fleet.control(resume_rollout, rollout_id)
-    doomed = _kill_while_a_job_runs(fleet, worker)
+    runners = _kill_while_a_job_runs(fleet, worker)
     start_worker(threads=CONCURRENCY)
     wait_for(fleet, rollout_id, {RolloutState.PAUSED, RolloutState.SUCCEEDED})
     assert fleet.rollout(rollout_id).state == RolloutState.PAUSED, "the interruption paused it"
     assert "was interrupted" in (fleet.rollout(rollout_id).note or "")
-    assert runners_of(doomed) == []
+    assert still_running(runners) == [], "the migration processes died with their worker"
     fleet.control(resume_rollout, rollout_id)
     wait_for(fleet, rollout_id, {RolloutState.SUCCEEDED})
 
@@ -106,8 +106,8 @@ def test_fifty_targets_halt_resume_and_survive_a_killed_worker(
     assert overlapping(jobs) <= CONCURRENCY
 
 
-def _kill_while_a_job_runs(fleet: Fleet, worker: Any) -> int:
-    """SIGKILL the worker as soon as a job of wave 3 or later is running."""
+def _kill_while_a_job_runs(fleet: Fleet, worker: Any) -> list[int]:
+    """SIGKILL the worker as soon as a job of wave 3 or later is running; its runners then."""
     members = fleet.members(fleet.rollout(1).id)
     deadline = time.monotonic() + 60
     while True:
@@ -120,6 +120,7 @@ def _kill_while_a_job_runs(fleet: Fleet, worker: Any) -> int:
             break
         assert time.monotonic() < deadline, "no job of wave 3 started"
         time.sleep(0.02)
+    runners = runners_of(worker.pid)
     os.kill(worker.pid, signal.SIGKILL)
     worker.wait()
-    return int(worker.pid)
+    return runners

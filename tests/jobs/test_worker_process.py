@@ -7,7 +7,7 @@ import os
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -28,15 +28,46 @@ def started_lines(lines: list[str]) -> list[str]:
 
 
 def runners_of(worker_pid: int) -> list[int]:
-    """Live ``migdash.jobs.runner`` children started by *worker_pid* (Linux ``/proc``)."""
-    found = []
-    for entry in Path("/proc").iterdir():
+    """Live job runners started for *worker_pid*: children of its fork server (Linux ``/proc``).
+
+    A runner is forked, so its command line is the fork server's; its name
+    (``/proc/PID/comm``) says ``migdash-runner``.
+    """
+    processes = _processes()
+    servers = {
+        pid
+        for pid, (parent, _name, argv) in processes.items()
+        if parent == worker_pid and b"migdash.engine.forkserver" in argv
+    }
+    return [
+        pid
+        for pid, (parent, name, _argv) in processes.items()
+        if parent in servers and name == "migdash-runner"
+    ]
+
+
+def still_running(pids: list[int]) -> list[int]:
+    """Those of *pids* that are still alive (a zombie has no command line)."""
+    return [pid for pid in pids if _processes_of([pid]).get(pid, (0, "", b""))[2]]
+
+
+def _processes() -> dict[int, tuple[int, str, bytes]]:
+    return _processes_of(int(e.name) for e in Path("/proc").iterdir() if e.name.isdigit())
+
+
+def _processes_of(pids: Iterable[int]) -> dict[int, tuple[int, str, bytes]]:
+    """pid -> (parent pid, name, command line) of each of *pids* still in ``/proc``."""
+    found = {}
+    for pid in pids:
+        entry = Path("/proc") / str(pid)
         try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0") if entry.name.isdigit() else []
+            stat = (entry / "stat").read_text()
+            argv = (entry / "cmdline").read_bytes()
+            name = (entry / "comm").read_text().strip()
         except OSError:
             continue
-        if b"migdash.jobs.runner" in argv and str(worker_pid).encode() in argv:
-            found.append(int(entry.name))
+        parent = int(stat[stat.rindex(")") + 2 :].split()[1])
+        found[pid] = (parent, name, argv)
     return found
 
 
@@ -108,14 +139,15 @@ def test_killed_worker_leaves_the_job_interrupted_and_it_never_runs_again(
         ),
     )
     assert running.state == "running"
-    assert len(runners_of(doomed.pid)) == 1
+    runners = runners_of(doomed.pid)
+    assert len(runners) == 1
 
     os.kill(doomed.pid, signal.SIGKILL)
     doomed.wait()
     deadline = time.monotonic() + 5
-    while runners_of(doomed.pid) and time.monotonic() < deadline:
+    while still_running(runners) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert runners_of(doomed.pid) == [], "the migration process died with its worker"
+    assert still_running(runners) == [], "the migration process died with its worker"
     start_worker(threads=1)
     (job,) = wait_for_jobs([job_id], timeout=30)
 

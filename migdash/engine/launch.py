@@ -1,0 +1,261 @@
+"""Start the children that run project code, forked from this process's fork server.
+
+:func:`start_child` is ``subprocess.Popen([python, "-m", MODULE, *ARGS])``
+at a few milliseconds instead of ~400: the child is forked from a
+pre-imported template, :mod:`migdash.engine.forkserver`, that this process
+starts once (with the scrubbed environment) and talks to over a socket.
+The child's stdin and stdout are pipes this process holds, exactly as with
+``Popen``; the fork server only ever sees their descriptors.
+
+One fork server per process, started on first use and again when it died,
+when :func:`~migdash.engine.child.child_environment` changed, or in a
+forked copy of this process.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+
+from migdash.engine.child import child_environment
+
+HEADER_SIZE = 4
+
+
+class ChildStartError(RuntimeError):
+    """The fork server could not start a child (it died, or could not be started)."""
+
+
+class ChildProcess:
+    """A running child: ``stdin``/``stdout`` text pipes, ``wait()`` and ``kill()`` as in Popen."""
+
+    def __init__(self, pid: int, stdin: IO[str], stdout: IO[str], status: IO[bytes]) -> None:
+        self.pid = pid
+        self.stdin = stdin
+        self.stdout = stdout
+        self._status = status
+        self.returncode: int | None = None
+
+    def wait(self, timeout: float | None = None) -> int:
+        """The exit code (negative: killed by that signal); TimeoutError after *timeout* s."""
+        if self.returncode is not None:
+            return self.returncode
+        if timeout is not None:
+            ready, _, _ = select.select([self._status], [], [], timeout)
+            if not ready:
+                raise TimeoutError(f"child {self.pid} still running after {timeout:.0f} s")
+        line = self._status.readline()
+        # No line: the fork server died, and with it (SIGKILL) the child.
+        self.returncode = int(line) if line.strip() else -signal.SIGKILL
+        return self.returncode
+
+    def kill(self) -> None:
+        if self.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+
+    def close(self) -> None:
+        for stream in (self.stdin, self.stdout, self._status):
+            if not stream.closed:
+                stream.close()
+
+    def __enter__(self) -> ChildProcess:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class ForkServer:
+    """This process's handle on one ``migdash.engine.forkserver`` process."""
+
+    def __init__(self, environment: dict[str, str]) -> None:
+        self.environment = environment
+        self.owner = os.getpid()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self.process = subprocess.Popen(  # noqa: S603 - our own module, fixed argv
+                [sys.executable, "-m", "migdash.engine.forkserver", str(theirs.fileno())],
+                env=environment,
+                cwd="/",
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                pass_fds=(theirs.fileno(),),
+            )
+        except OSError as exc:
+            ours.close()
+            raise ChildStartError(f"the fork server could not be started: {exc}") from exc
+        finally:
+            theirs.close()
+        self.control = ours
+        self.lock = threading.Lock()
+
+    def usable(self, environment: dict[str, str]) -> bool:
+        return (
+            self.owner == os.getpid()
+            and self.environment == environment
+            and self.process.poll() is None
+        )
+
+    def start(self, module: str, args: Sequence[str], cwd: str) -> ChildProcess:
+        header = json.dumps({"module": module, "args": list(args), "cwd": cwd}).encode()
+        stdin_r, stdin_w = os.pipe()
+        stdout_r, stdout_w = os.pipe()
+        status_r, status_w = os.pipe()
+        try:
+            with self.lock:
+                message = len(header).to_bytes(HEADER_SIZE, "big") + header
+                sent = socket.send_fds(self.control, [message], [stdin_r, stdout_w, status_w])
+                if sent < len(message):
+                    self.control.sendall(message[sent:])
+        except OSError as exc:
+            for fd in (stdin_w, stdout_r, status_r):
+                os.close(fd)
+            raise ChildStartError(f"the fork server is gone: {exc}") from exc
+        finally:
+            for fd in (stdin_r, stdout_w, status_w):
+                os.close(fd)
+        status = os.fdopen(status_r, "rb")
+        pid_line = status.readline()
+        if not pid_line.strip():
+            status.close()
+            os.close(stdin_w)
+            os.close(stdout_r)
+            raise ChildStartError("the fork server died before starting the child")
+        return ChildProcess(
+            int(pid_line), os.fdopen(stdin_w, "w"), os.fdopen(stdout_r, "r"), status
+        )
+
+    def retire(self) -> None:
+        """Stop taking requests; the server exits once its running children have."""
+        try:
+            with self.lock:
+                header = json.dumps({"retire": True}).encode()
+                self.control.sendall(len(header).to_bytes(HEADER_SIZE, "big") + header)
+        except OSError:
+            self.process.kill()
+        self.process.wait()  # the socket stays open until then: its end of file kills children
+        self.control.close()
+
+
+def call_child(
+    module: str, payload: Any, *, cwd: str | Path | None = None, timeout: float = 60.0
+) -> tuple[dict[str, Any] | None, str]:
+    """Run ``python -m <module> RESULT`` with *payload* as JSON on stdin and wait.
+
+    Returns the JSON the child wrote to RESULT (None if it wrote none) and,
+    for the caller's error message, the last lines it printed.
+    """
+    folder = str(cwd) if cwd and Path(cwd).is_dir() else os.getcwd()
+    with tempfile.TemporaryDirectory(prefix="migdash-child-") as scratch:
+        result_file = Path(scratch) / "result.json"
+        try:
+            child = start_child(module, [str(result_file)], cwd=folder)
+        except ChildStartError as exc:
+            return None, str(exc)
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
+            child.kill()
+
+        timer = threading.Timer(timeout, expire)
+        timer.start()
+        with child:
+            with contextlib.suppress(BrokenPipeError):  # it died first: its output says why
+                child.stdin.write(json.dumps(payload))
+                child.stdin.close()
+            output = child.stdout.read()
+            returncode = child.wait()
+        timer.cancel()
+        if not result_file.exists():
+            if expired.is_set():
+                return None, f"no result within {timeout:.0f} s"
+            tail = " | ".join(output.strip().splitlines()[-3:])
+            return None, f"exited with code {returncode}: {tail}"
+        data: dict[str, Any] = json.loads(result_file.read_text())
+        return data, ""
+
+
+_server: ForkServer | None = None
+_server_lock = threading.Lock()
+
+
+def start_child(module: str, args: Sequence[str], *, cwd: str) -> ChildProcess:
+    """``python -m MODULE ARGS`` in *cwd*, with the scrubbed environment, forked from the server.
+
+    A fork server that died is replaced once; a second failure raises
+    :class:`ChildStartError`.
+    """
+    for attempt in (1, 2):
+        server = _fork_server()
+        try:
+            return server.start(module, args, cwd)
+        except ChildStartError:
+            _discard(server)
+            if attempt == 2:
+                raise
+            time.sleep(0.05)
+    raise AssertionError("unreachable")
+
+
+def _fork_server() -> ForkServer:
+    global _server
+    environment = child_environment()
+    with _server_lock:
+        if _server is None or not _server.usable(environment):
+            old, _server = _server, ForkServer(environment)
+            if old is not None and old.owner == os.getpid():
+                threading.Thread(target=old.retire, name="fork-server-retire", daemon=True).start()
+        return _server
+
+
+def _discard(server: ForkServer) -> None:
+    global _server
+    with _server_lock:
+        if _server is server:
+            _server = None
+    server.process.kill()
+    server.control.close()
+    server.process.wait()
+
+
+def _forget_after_fork() -> None:
+    """A forked copy of this process starts its own server, and must not hold ours open."""
+    global _server, _server_lock
+    _server_lock = threading.Lock()
+    if _server is not None:
+        _server.control.close()
+        _server = None
+
+
+def _shut_down() -> None:
+    """At exit: close the control socket (the server kills any child left) and reap it."""
+    server = _server
+    if server is not None and server.owner == os.getpid():
+        server.control.close()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            server.process.wait(5)
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
+atexit.register(_shut_down)
