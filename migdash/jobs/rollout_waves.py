@@ -200,6 +200,10 @@ def start_member(
 ) -> str:
     """Request the member's job and mark it running; say what happened.
 
+    *plan*, from :func:`plan_members` just now, spares the job request a
+    child process of its own to plan the target (the worker's gate checks
+    it against the target before the job runs, as for every job).
+
     :raises MemberNotStarted: it was started elsewhere, or the rollout no
         longer runs, or the limit is reached: the caller rolls back.
     :raises MigdashError: the target cannot be planned now; the caller rolls
@@ -218,6 +222,7 @@ def start_member(
         actor=rollout.requested_by,
         role=Role.OPERATOR,
         now=now,
+        plan=plan,
     )
     _hold_rollout(session, rollout, now)
     values: dict[str, object] = {"started_at": now, "error": None}

@@ -116,12 +116,13 @@ def build_fleet(
     count: int,
     *,
     broken: Sequence[int] = (),
+    revisions: Sequence[RevisionSpec] = REVISIONS,
     environment: str = "dev",
     protected: bool = False,
     tags: Callable[[int], list[str]] | None = None,
 ) -> Fleet:
     """*count* targets ``t00``.. at a1 in *environment*; those in *broken* hold ``orders``."""
-    location = write_project(root / "projects" / "fleet", REVISIONS)
+    location = write_project(root / "projects" / "fleet", revisions)
     (root / "dbs").mkdir(exist_ok=True)
     names = [f"t{i:02d}" for i in range(count)]
     fleet = Fleet(app, root, names)

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from flask import Flask
 
 from migdash.errors import Conflict, Forbidden, FourEyesViolation, NotFound
+from migdash.jobs import requests, rollouts
 from migdash.jobs.records import move_job
 from migdash.jobs.rollout_control import (
     approve_rollout,
@@ -67,6 +69,35 @@ def test_waves_run_in_order_and_a_failure_halts_until_fixed_and_resumed(
     assert fleet.jobs_per_target() == dict.fromkeys(fleet.names, 1), "nothing ran twice"
     assert fleet.jobs_per_target([JobState.FAILED]) == {"t03": 1}
     assert fleet.members(rollout_id)["t03"].jobs == 2
+
+
+def test_members_sharing_a_starting_point_are_planned_once_per_advance_not_once_each(
+    app: Flask, tmp_path: Path, run_queue: Callable[[], int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each plan is a child process; a wave of targets at one revision needs one."""
+    fleet = build_fleet(app, tmp_path, 6)
+    rollout_id = fleet.create(canary=0, wave_size=6, concurrency=6)
+    planned: list[str] = []
+    for module in (requests, rollouts):
+        monkeypatch.setattr(module, "make_plan", counting(module.make_plan, planned))
+
+    driver = RolloutDriver(services_of(app).jobs)
+    driver.advance([rollout_id])
+
+    assert len(fleet.jobs()) == 6
+    assert len(planned) == 1, planned
+    run_queue()
+    driver.advance([rollout_id])
+    assert fleet.rollout(rollout_id).state == RolloutState.SUCCEEDED
+    assert all(fleet.versions(n) == ["b2"] for n in fleet.names)
+
+
+def counting(make_plan: Callable[..., Any], planned: list[str]) -> Callable[..., Any]:
+    def counted(services: Any, target: Any, *args: Any, **kwargs: Any) -> Any:
+        planned.append(target.name)
+        return make_plan(services, target, *args, **kwargs)
+
+    return counted
 
 
 def test_continue_on_failure_runs_every_wave_and_ends_failed(

@@ -13,75 +13,27 @@ and no target ever has two jobs running (read from the jobs' own timestamps).
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from flask import Flask
 
-from migdash import create_app
 from migdash.cli import main
-from migdash.config import ensure_instance
-from migdash.scaffold import RevisionSpec
 from migdash.services import services_of
 from migdash.store.models import Job, JobState, Target, TargetLease, utcnow
-from migdash.store.schema_models import AppliedRevision
+from tests.jobs.ledger import LEDGER, assert_each_revision_ran_once
+from tests.jobs.ledger import app as app  # noqa: F401 - the fixture: metadata DB on PostgreSQL
 
 TARGETS = 100
 CHASED = 10
 """Targets whose first job is chased by a second one the moment it ends."""
 HELD = 5
 """Targets whose lease another machine holds until a worker has found it taken."""
-
-LEDGER = [
-    RevisionSpec(
-        "a1", None, "ledger", upgrade_body='op.execute("CREATE TABLE runs (revision TEXT)")'
-    ),
-    RevisionSpec(
-        "b2",
-        "a1",
-        "orders",
-        upgrade_body=(
-            'op.create_table("orders", sa.Column("id", sa.Integer, primary_key=True))\n'
-            "op.execute(\"INSERT INTO runs VALUES ('b2')\")"
-        ),
-    ),
-    RevisionSpec(
-        "c3",
-        "b2",
-        "items",
-        upgrade_body=(
-            'op.create_table("items", sa.Column("id", sa.Integer, primary_key=True))\n'
-            "op.execute(\"INSERT INTO runs VALUES ('c3')\")"
-        ),
-    ),
-]
-"""Each revision records that it ran in the target itself; running one twice would fail."""
-
-
-@pytest.fixture
-def app(tmp_path: Path, postgres_url: str) -> Iterator[Flask]:
-    """The suite's app, with its metadata DB on PostgreSQL as in production."""
-    ensure_instance(tmp_path / "instance")
-    app = create_app(
-        {
-            "TESTING": True,
-            "MIGDASH_INSTANCE": str(tmp_path / "instance"),
-            "MIGDASH_DATABASE_URL": postgres_url,
-            "MIGDASH_SECRET_KEY": "test-secret-key",
-            "MIGDASH_PROBE_TIMEOUT": 3.0,
-        }
-    )
-    services_of(app).upgrade_schema()
-    yield app
-    services_of(app).probes.close()
-    services_of(app).db_engine.dispose()
 
 
 def request_upgrade(runner: Any, target: str) -> int:
@@ -202,7 +154,11 @@ def test_two_workers_on_redis_run_every_target_once_and_never_two_jobs_on_one_ta
         job = next(j for j in jobs if j.id == job_id)
         assert job.started_at >= released, (name, job.started_at, released)
         assert any(line.startswith("waiting for lock held by job") for line in log_lines(job_id))
-    assert_each_revision_ran_once(app, urls, jobs)
+    applied: dict[str, list[str]] = {}
+    for job in jobs:  # each job moved its target one step: to the revision it applied
+        applied.setdefault(job.target_name, []).extend(job.result_revisions or [])
+    assert sum(len(revisions) for revisions in applied.values()) == TARGETS + CHASED
+    assert_each_revision_ran_once(app, applied, urls)
     runs = sorted((j.finished_at - j.started_at).total_seconds() for j in jobs)
     waits = sorted((j.started_at - j.requested_at).total_seconds() for j in jobs)
     print(
@@ -222,22 +178,3 @@ def assert_one_job_at_a_time(jobs: list[Job]) -> None:
         for before, after in zip(runs, runs[1:], strict=False):
             assert before.finished_at <= after.started_at, (name, before.id, after.id)
         assert [j.result_revisions for j in runs] == [["b2"], ["c3"]][: len(runs)], name
-
-
-def assert_each_revision_ran_once(app: Flask, urls: dict[str, str], jobs: list[Job]) -> None:
-    """The targets themselves, and migdash's record of applied revisions, say: once each."""
-    expected: dict[str, list[str]] = {}
-    for job in jobs:
-        expected.setdefault(job.target_name, []).extend(job.result_revisions or [])
-    applied_by_migdash: Counter[tuple[int, str]] = Counter()
-    with services_of(app).sessions() as session:
-        for row in session.scalars(sa.select(AppliedRevision)):
-            applied_by_migdash[(row.target_id, row.revision)] += 1
-    assert set(applied_by_migdash.values()) == {1}
-    assert len(applied_by_migdash) == TARGETS + CHASED
-    for name, url in urls.items():
-        with sqlite3.connect(url.removeprefix("sqlite:///")) as db:
-            ran = sorted(row[0] for row in db.execute("SELECT revision FROM runs"))
-            (current,) = db.execute("SELECT version_num FROM alembic_version").fetchone()
-        assert ran == sorted(expected[name]), (name, ran)
-        assert current == expected[name][-1]
