@@ -24,10 +24,14 @@ The waves: a canary of 10, then waves of 200 (``--canary``, ``--wave``), at
 most W x T jobs at once.  A worker notices a new rollout on its reaper pass
 (every 5 s with the default heartbeat time-out), so the time to the first job
 is printed too.  The queue is the instance's SQLite file unless ``--queue-url``
-names Redis (``redis://127.0.0.1:6379/7``); the metadata DB is always SQLite.
+names Redis (``redis://127.0.0.1:6379/7``); the metadata DB is the instance's
+SQLite file unless ``--metadata-url`` names a PostgreSQL server (the README's
+production layout), on which a database ``migdash_rollout_bench`` is created
+afresh and dropped at the end.
 
 Usage: python bench/rollout_bench.py [--targets 1000] [--workers 2] [--threads 2]
        [--canary 10] [--wave 200] [--queue-url redis://127.0.0.1:6379/7]
+       [--metadata-url postgresql+psycopg://app:app@127.0.0.1:5432/postgres]
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,13 +89,38 @@ class RolloutRun:
     """Median seconds from a job's request to its start."""
 
 
-def build_instance(root: Path, project: Path, urls: list[str], queue_url: str | None) -> Flask:
+METADATA_DB = "migdash_rollout_bench"
+
+
+@contextmanager
+def metadata_database(server_url: str | None) -> Iterator[str | None]:
+    """A fresh PostgreSQL database for the metadata on *server_url*, dropped afterwards."""
+    if not server_url:
+        yield None
+        return
+    server = sa.create_engine(server_url, isolation_level="AUTOCOMMIT", poolclass=sa.NullPool)
+    with server.connect() as connection:
+        connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {METADATA_DB} WITH (FORCE)")
+        connection.exec_driver_sql(f"CREATE DATABASE {METADATA_DB}")
+    try:
+        yield sa.make_url(server_url).set(database=METADATA_DB).render_as_string(False)
+    finally:
+        with server.connect() as connection:
+            connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {METADATA_DB} WITH (FORCE)")
+        server.dispose()
+
+
+def build_instance(
+    root: Path, project: Path, urls: list[str], queue_url: str | None, metadata_url: str | None
+) -> Flask:
     """A fresh instance with the project and *urls* registered as targets of ``dev``."""
     instance = root / "instance"
     ensure_instance(instance)
     settings: dict[str, Any] = {"MIGDASH_INSTANCE": str(instance), "MIGDASH_SECRET_KEY": "bench"}
     if queue_url:
         settings["MIGDASH_QUEUE_URL"] = queue_url
+    if metadata_url:
+        settings["MIGDASH_DATABASE_URL"] = metadata_url
     app = create_app(settings)
     services = services_of(app)
     services.upgrade_schema()
@@ -108,7 +138,12 @@ def workers(app: Flask, count: int, threads: int) -> Any:
     """*count* ``migdash worker`` processes on the app's instance, started and beating."""
     settings = services_of(app).settings
     env = {k: v for k, v in os.environ.items() if not k.startswith("MIGDASH_")}
-    for name in ("MIGDASH_INSTANCE", "MIGDASH_SECRET_KEY", "MIGDASH_QUEUE_URL"):
+    for name in (
+        "MIGDASH_INSTANCE",
+        "MIGDASH_SECRET_KEY",
+        "MIGDASH_QUEUE_URL",
+        "MIGDASH_DATABASE_URL",
+    ):
         if settings.get(name):
             env[name] = str(settings[name])
     env["MIGDASH_WORKER_THREADS"] = str(threads)
@@ -198,6 +233,9 @@ def main() -> None:
     parser.add_argument("--canary", type=int, default=10)
     parser.add_argument("--wave", type=int, default=200)
     parser.add_argument("--queue-url", default=None, help="e.g. redis://127.0.0.1:6379/7")
+    parser.add_argument(
+        "--metadata-url", default=None, help="a PostgreSQL server for the metadata DB"
+    )
     args = parser.parse_args()
     n = args.targets
     with tempfile.TemporaryDirectory(prefix="migdash-rollout-bench-") as scratch:
@@ -206,12 +244,13 @@ def main() -> None:
         bench_in_process(project, make_targets(root, project, 1, "warm"))
         base = sum(bench_in_process(project, make_targets(root, project, n, "base")))
         urls = make_targets(root, project, n, "roll")
-        app = build_instance(root, project, urls, args.queue_url)
-        with workers(app, args.workers, args.threads):
-            run = run_rollout(app, args.canary, args.wave, args.workers * args.threads)
-        check_migrated(urls)
-        services_of(app).probes.close()
-        services_of(app).db_engine.dispose()
+        with metadata_database(args.metadata_url) as metadata_url:
+            app = build_instance(root, project, urls, args.queue_url, metadata_url)
+            with workers(app, args.workers, args.threads):
+                run = run_rollout(app, args.canary, args.wave, args.workers * args.threads)
+            check_migrated(urls)
+            services_of(app).probes.close()
+            services_of(app).db_engine.dispose()
     report(args, base, run)
 
 
@@ -221,7 +260,8 @@ def report(args: argparse.Namespace, base: float, run: RolloutRun) -> None:
     print(
         f"rollout of {n} SQLite targets a1 -> b2: canary {args.canary}, waves of {args.wave}, "
         f"{w} workers x {args.threads} threads, at most {w * args.threads} jobs at once, "
-        f"queue {args.queue_url or 'SQLite (instance)'}; {run.jobs} jobs"
+        f"queue {args.queue_url or 'SQLite (instance)'}, metadata DB "
+        f"{'PostgreSQL' if args.metadata_url else 'SQLite (instance)'}; {run.jobs} jobs"
     )
     print(
         f"{'baseline: N x command.upgrade in-process':<44} {base:8.2f} s   "
@@ -238,6 +278,10 @@ def report(args: argparse.Namespace, base: float, run: RolloutRun) -> None:
     print(f"{'  request to first job started':<44} {run.first_job:8.2f} s")
     print(f"{'  job request to start, median':<44} {run.wait:8.2f} s")
     print(f"{'  job start to end, median':<44} {run.run:8.2f} s")
+    print(
+        f"{'per job, fleet (wall / N)':<44} {run.wall / n * 1000:8.1f} ms/job   "
+        f"overhead {(run.wall / n - per) * 1000:8.1f} ms   ({run.wall / n / per:5.1f}x)"
+    )
     for name, total in (("wall", run.wall), ("span", run.span)):
         per_job = w * total / n
         print(

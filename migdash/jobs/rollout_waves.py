@@ -73,24 +73,47 @@ def sync_rollout(session: Session, rollout_id: int, now: datetime) -> list[int]:
     """Record how member jobs ended, end the wave or the rollout, and name members to start.
 
     Returns the ids of waiting members to start now (the next of the
-    current wave, up to the concurrency limit); none unless running.
+    current wave, up to the concurrency limit); none unless running.  It
+    runs after every member job, so it reads the members as plain rows (one
+    query) and loads as objects only those with a job in flight.
     """
     rollout = session.get(Rollout, rollout_id)
     if rollout is None:
         return []
-    for member in rollout.members:
-        if member.state == MemberState.RUNNING and member.job_id is not None:
-            _follow_job(session, rollout, member, now)
+    in_flight = session.scalars(
+        sa.select(RolloutMember).where(
+            RolloutMember.rollout_id == rollout_id,
+            RolloutMember.state == MemberState.RUNNING,
+            RolloutMember.job_id.is_not(None),
+        )
+    ).all()
+    for member in in_flight:
+        _follow_job(session, rollout, member, now)
     session.flush()
     session.refresh(rollout)
     if rollout.state != RolloutState.RUNNING:
         return []
-    active = _active_wave(session, rollout, now)
+    members = member_rows(session, rollout_id)
+    active = _active_wave(session, rollout, members, now)
     if active is None:
         return []
-    running = sum(m.state == MemberState.RUNNING for m in rollout.members)
+    running = sum(m.state == MemberState.RUNNING for m in members)
     waiting = [m for m in active if m.state == MemberState.WAITING]
     return [m.id for m in waiting[: max(0, rollout.concurrency - running)]]
+
+
+MemberRow = sa.Row[int, int, MemberState, str]
+
+
+def member_rows(session: Session, rollout_id: int) -> Sequence[MemberRow]:
+    """(id, wave, state, target_name) of every member, in wave and position order."""
+    return session.execute(
+        sa.select(
+            RolloutMember.id, RolloutMember.wave, RolloutMember.state, RolloutMember.target_name
+        )
+        .where(RolloutMember.rollout_id == rollout_id)
+        .order_by(RolloutMember.wave, RolloutMember.position)
+    ).all()
 
 
 def _follow_job(session: Session, rollout: Rollout, member: RolloutMember, now: datetime) -> None:
@@ -131,17 +154,19 @@ def _follow_job(session: Session, rollout: Rollout, member: RolloutMember, now: 
         )
 
 
-def _active_wave(session: Session, rollout: Rollout, now: datetime) -> list[RolloutMember] | None:
+def _active_wave(
+    session: Session, rollout: Rollout, members: Sequence[MemberRow], now: datetime
+) -> list[MemberRow] | None:
     """The first wave with unfinished members; or halt, or finish the rollout, and None."""
-    waves: dict[int, list[RolloutMember]] = {}
-    for member in rollout.members:
+    waves: dict[int, list[MemberRow]] = {}
+    for member in members:
         if member.wave >= 0:
             waves.setdefault(member.wave, []).append(member)
     for number in sorted(waves):
-        members = waves[number]
-        if any(not MemberState(m.state).finished for m in members):
-            return members
-        failed = [m.target_name for m in members if m.state == MemberState.FAILED]
+        wave = waves[number]
+        if any(not MemberState(m.state).finished for m in wave):
+            return wave
+        failed = [m.target_name for m in wave if m.state == MemberState.FAILED]
         if failed and rollout.on_failure == "halt":
             move_rollout(
                 session,
@@ -153,7 +178,7 @@ def _active_wave(session: Session, rollout: Rollout, now: datetime) -> list[Roll
                 + ", ".join(failed)[:400],
             )
             return None
-    failed_any = any(m.state == MemberState.FAILED for m in rollout.members)
+    failed_any = any(m.state == MemberState.FAILED for m in members)
     move_rollout(
         session,
         rollout.id,
