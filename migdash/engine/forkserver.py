@@ -198,8 +198,16 @@ def _fork(request: dict[str, Any], fds: list[int], *, server_pid: int) -> int:
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()
-    if pid == 0:
-        os._exit(run_child(request, fds, server_pid))
+    if pid == 0:  # never return into the server's loop, whatever happens
+        code = 1
+        try:
+            code = run_child(request, fds, server_pid)
+        except BaseException:  # noqa: BLE001 - e.g. its folder is gone: say so on its stdout
+            with contextlib.suppress(BaseException):
+                traceback.print_exc()
+                sys.stderr.flush()
+        finally:
+            os._exit(code)
     os.close(fds[0])
     os.close(fds[1])
     _write_line(fds[2], str(pid))

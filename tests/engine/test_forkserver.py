@@ -106,6 +106,28 @@ def test_exit_codes_are_those_of_a_fresh_interpreter(
         assert rest[-1] == "a message"
 
 
+def test_a_child_whose_folder_is_gone_fails_and_the_server_lives_on(
+    probe_folder: Path, tmp_path: Path
+) -> None:
+    neighbour = start_child(PROBE_MODULE, [], cwd=str(probe_folder))
+    neighbour.stdin.write(json.dumps({"sleep": 1.5, "exit": 3}))
+    neighbour.stdin.close()
+    neighbour.stdout.readline()
+    with start_child(PROBE_MODULE, [], cwd=str(tmp_path / "gone")) as child:
+        child.stdin.close()
+        output = child.stdout.read()
+        assert child.wait(30) == 1
+    assert "FileNotFoundError" in output
+    with neighbour:
+        neighbour.stdout.read()
+        assert neighbour.wait(30) == 3, "the failed child touched no other child"
+    assert run_probe(probe_folder, {})[2] == 0, "the server still forks children"
+    server = launch._server
+    assert server is not None
+    children = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children")
+    assert children.read_text().split() == [], "no second server loop runs in a child"
+
+
 def test_nothing_one_child_does_reaches_the_next(probe_folder: Path) -> None:
     first, _, _ = run_probe(probe_folder, {})
     second, _, _ = run_probe(probe_folder, {})
