@@ -88,8 +88,13 @@ def preload() -> None:
 
 
 def read_request(control: socket.socket) -> tuple[dict[str, Any], list[int]] | None:
-    """One request and its descriptors, or None at end of file (the parent is gone)."""
-    data, fds, _flags, _addr = socket.recv_fds(control, 65536, FDS_PER_REQUEST)
+    """One request and its descriptors, or None at end of file (the parent is gone).
+
+    Reads exactly one request: a stream socket may hold the next one right
+    behind it (a request sent just after ``retire``), and a first read of up
+    to 64 KiB took its bytes and descriptors too.
+    """
+    data, fds, _flags, _addr = socket.recv_fds(control, HEADER.size, FDS_PER_REQUEST)
     if not data:
         for fd in fds:
             os.close(fd)
@@ -115,6 +120,7 @@ def _recv_more(control: socket.socket, size: int) -> bytes:
 def run_child(request: dict[str, Any], fds: list[int], server_pid: int) -> int:
     """In the forked child: become ``python -m MODULE ARGS`` in CWD; return the exit code."""
     stdin, stdout, _status = fds
+    os.setpgid(0, 0)  # its own process group: killing the group reaches what it started
     die_with_parent(server_pid)
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -191,7 +197,7 @@ def serve(control: socket.socket) -> None:
     finally:
         for pid in children:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+                os.killpg(pid, signal.SIGKILL)
 
 
 def _fork(request: dict[str, Any], fds: list[int], *, server_pid: int) -> int:
@@ -208,6 +214,8 @@ def _fork(request: dict[str, Any], fds: list[int], *, server_pid: int) -> int:
                 sys.stderr.flush()
         finally:
             os._exit(code)
+    with contextlib.suppress(OSError):  # also here, so the group exists once its pid is sent
+        os.setpgid(pid, pid)
     os.close(fds[0])
     os.close(fds[1])
     _write_line(fds[2], str(pid))
@@ -215,10 +223,18 @@ def _fork(request: dict[str, Any], fds: list[int], *, server_pid: int) -> int:
 
 
 def _reap(children: dict[int, int]) -> None:
+    """Report each ended child, after killing what it left running in its process group.
+
+    A process it started could hold its stdout open, and its caller would
+    wait for end of file forever.  The group is killed while the child is
+    still a zombie (WNOWAIT), so its id cannot have been reused.
+    """
     for pid in list(children):
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done == 0:
+        if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
             continue
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+        _done, status = os.waitpid(pid, 0)
         _write_line(children[pid], str(os.waitstatus_to_exitcode(status)))
         os.close(children.pop(pid))
 

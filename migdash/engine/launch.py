@@ -64,9 +64,36 @@ class ChildProcess:
         return self.returncode
 
     def kill(self) -> None:
-        if self.returncode is None:
+        """SIGKILL it and whatever it started in its process group, unless it already ended.
+
+        Once the server has reported its end, its id may belong to another process.
+        """
+        if self.returncode is None and not self._ended():
             with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGKILL)
+                os.killpg(self.pid, signal.SIGKILL)
+
+    def read_output(self) -> str:
+        """Its output until end of file, or until it has ended and the pipe is empty.
+
+        A process it left running in a session of its own may hold its stdout
+        open for ever; what the child itself wrote is in the pipe before its
+        end is reported.
+        """
+        chunks: list[bytes] = []
+        out = self.stdout.fileno()
+        while True:
+            ready, _, _ = select.select([out, self._status.fileno()], [], [])
+            if out in ready:
+                chunk = os.read(out, 65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+            else:
+                break  # only the status pipe: it ended, and nothing is left to read
+        return b"".join(chunks).decode("utf-8", errors="replace")
+
+    def _ended(self) -> bool:
+        return bool(select.select([self._status], [], [], 0)[0])
 
     def close(self) -> None:
         for stream in (self.stdin, self.stdout, self._status):
@@ -142,7 +169,10 @@ class ForkServer:
             os.close(stdout_r)
             raise ChildStartError("the fork server died before starting the child")
         return ChildProcess(
-            int(pid_line), os.fdopen(stdin_w, "w"), os.fdopen(stdout_r, "r"), status
+            int(pid_line),
+            os.fdopen(stdin_w, "w"),
+            os.fdopen(stdout_r, "r", errors="replace"),  # project code may print any bytes
+            status,
         )
 
     def retire(self) -> None:
@@ -180,13 +210,15 @@ def call_child(
 
         timer = threading.Timer(timeout, expire)
         timer.start()
-        with child:
-            with contextlib.suppress(BrokenPipeError):  # it died first: its output says why
-                child.stdin.write(json.dumps(payload))
-                child.stdin.close()
-            output = child.stdout.read()
-            returncode = child.wait()
-        timer.cancel()
+        try:
+            with child:
+                with contextlib.suppress(BrokenPipeError):  # it died first: its output says why
+                    child.stdin.write(json.dumps(payload))
+                    child.stdin.close()
+                output = child.read_output()
+                returncode = child.wait()
+        finally:
+            timer.cancel()
         if not result_file.exists():
             if expired.is_set():
                 return None, f"no result within {timeout:.0f} s"
