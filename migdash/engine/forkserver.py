@@ -43,7 +43,7 @@ import sys
 import traceback
 from typing import Any
 
-from migdash.engine.child import die_with_parent
+from migdash.engine.child import die_with_parent, protect_process_memory
 
 PRELOAD = (
     "logging.config",
@@ -192,7 +192,8 @@ def serve(control: socket.socket) -> None:
                     retiring = True
                     continue
                 pid = _fork(*request, server_pid=server_pid)
-                children[pid] = request[1][2]
+                if pid is not None:
+                    children[pid] = request[1][2]
             _reap(children)
     finally:
         for pid in children:
@@ -200,10 +201,20 @@ def serve(control: socket.socket) -> None:
                 os.killpg(pid, signal.SIGKILL)
 
 
-def _fork(request: dict[str, Any], fds: list[int], *, server_pid: int) -> int:
+def _fork(request: dict[str, Any], fds: list[int], *, server_pid: int) -> int | None:
+    """The child's pid; None when the kernel refused the fork (e.g. EAGAIN).
+
+    A refused fork fails that one request (its caller reads end of file on
+    the status pipe); the children already running go on.
+    """
     sys.stdout.flush()
     sys.stderr.flush()
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError:
+        for fd in fds:
+            os.close(fd)
+        return None
     if pid == 0:  # never return into the server's loop, whatever happens
         code = 1
         try:
@@ -246,6 +257,7 @@ def _write_line(fd: int, text: str) -> None:
 
 def main(argv: list[str]) -> int:
     control = socket.socket(fileno=int(argv[1]))
+    protect_process_memory()  # inherited by every child: siblings cannot read each other's URL
     preload()
     serve(control)
     return 0

@@ -15,6 +15,7 @@ forked copy of this process.
 from __future__ import annotations
 
 import atexit
+import codecs
 import contextlib
 import json
 import os
@@ -26,7 +27,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -73,24 +74,29 @@ class ChildProcess:
                 os.killpg(self.pid, signal.SIGKILL)
 
     def read_output(self) -> str:
-        """Its output until end of file, or until it has ended and the pipe is empty.
+        """Its output until end of file, or until it has ended and the pipe is empty."""
+        return "".join(self.output_lines())
+
+    def output_lines(self) -> Iterator[str]:
+        """Its output line by line, until end of file or until it has ended and the pipe is empty.
 
         A process it left running in a session of its own may hold its stdout
         open for ever; what the child itself wrote is in the pipe before its
-        end is reported.
+        end is reported.  Bytes that are not UTF-8 are replaced, not raised.
         """
-        chunks: list[bytes] = []
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         out = self.stdout.fileno()
+        pending = ""
         while True:
             ready, _, _ = select.select([out, self._status.fileno()], [], [])
-            if out in ready:
-                chunk = os.read(out, 65536)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-            else:
-                break  # only the status pipe: it ended, and nothing is left to read
-        return b"".join(chunks).decode("utf-8", errors="replace")
+            chunk = os.read(out, 65536) if out in ready else b""
+            if not chunk:
+                break  # end of file, or only the status pipe: it ended, nothing is left
+            *complete, pending = (pending + decoder.decode(chunk)).split("\n")
+            yield from (f"{line}\n" for line in complete)
+        pending += decoder.decode(b"", final=True)
+        if pending:
+            yield pending
 
     def _ended(self) -> bool:
         return bool(select.select([self._status], [], [], 0)[0])
@@ -161,7 +167,7 @@ class ForkServer:
         finally:
             for fd in (stdin_r, stdout_w, status_w):
                 os.close(fd)
-        status = os.fdopen(status_r, "rb")
+        status = os.fdopen(status_r, "rb", buffering=0)  # select() must see what is unread
         pid_line = status.readline()
         if not pid_line.strip():
             status.close()
@@ -235,14 +241,16 @@ _server_lock = threading.Lock()
 def start_child(module: str, args: Sequence[str], *, cwd: str) -> ChildProcess:
     """``python -m MODULE ARGS`` in *cwd*, with the scrubbed environment, forked from the server.
 
-    A fork server that died is replaced once; a second failure raises
-    :class:`ChildStartError`.
+    A fork server that died is replaced once; a second failure, or a server
+    that could not fork this child, raises :class:`ChildStartError`.
     """
     for attempt in (1, 2):
         server = _fork_server()
         try:
             return server.start(module, args, cwd)
         except ChildStartError:
+            if server.process.poll() is None:
+                raise  # the server lives (fork refused): its running children must go on
             _discard(server)
             if attempt == 2:
                 raise

@@ -568,8 +568,8 @@ def _converse(result_file: Path, spec: ActionSpec, clock: StepClock) -> int:
         with contextlib.suppress(BrokenPipeError):  # it died first: its output says why
             process.stdin.write(json.dumps(spec.to_json()))
             process.stdin.close()
-        for raw in process.stdout:
-            clock.line(raw.rstrip("\n"))
+        for raw in process.output_lines():  # not to end of file: a leftover may hold it
+            clock.line(raw.rstrip("\r\n"))
         return process.wait()
 
 

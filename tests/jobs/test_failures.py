@@ -6,8 +6,12 @@ project's ``env.py`` ignores the URL migdash hands it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
+import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -183,3 +187,49 @@ def test_env_py_that_ignores_the_url_fails_with_wrong_database_and_changes_nothi
     assert schema_of(target) == ({"accounts", "alembic_version"}, ["a1"])
     assert schema_of(elsewhere) == ({"accounts", "alembic_version"}, ["a1"])
     assert (file_digest(target), file_digest(elsewhere)) == digests
+
+
+LEFTOVER = (
+    "import subprocess, sys\n"
+    "leftover = subprocess.Popen(  # holds the job's stdout, in a session of its own\n"
+    '    [sys.executable, "-c", "import time; print(\'leftover says hi\', flush=True); '
+    'time.sleep(60)"],\n'
+    "    start_new_session=True,\n"
+    ")\n"
+    'open({pid_file!r}, "w").write(str(leftover.pid))\n'
+    'op.create_table("left", sa.Column("id", sa.Integer, primary_key=True))\n'
+)
+
+
+def test_a_process_a_revision_leaves_running_does_not_hold_the_job(
+    make_project: Callable[..., Any],
+    make_target: Callable[..., str],
+    register: Callable[..., None],
+    cli_json: Callable[..., Any],
+    run_queue: Callable[[], int],
+    load_job: Callable[[int], Any],
+    tmp_path: Path,
+) -> None:
+    """A revision that starts a detached process holding stdout: the job still ends at once."""
+    pid_file = tmp_path / "leftover.pid"
+    project = make_project(
+        [
+            RevisionSpec("a1", None, "create accounts", table="accounts"),
+            RevisionSpec(
+                "b2", "a1", "leaves a process", upgrade_body=LEFTOVER.format(pid_file=str(pid_file))
+            ),
+        ]
+    )
+    register(project, db=make_target(project, at="a1", name="db"))
+    job_id = cli_json("upgrade", "db", "heads")["id"]
+    started = time.monotonic()
+    try:
+        run_queue()
+        took = time.monotonic() - started
+        job = load_job(job_id)
+        assert job.state == "succeeded", job.error
+        assert took < 30, f"the job waited {took:.0f} s for a process its revision left"
+    finally:
+        if pid_file.exists():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid_file.read_text()), signal.SIGKILL)
