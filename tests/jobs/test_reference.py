@@ -17,12 +17,14 @@ real PostgreSQL (and MariaDB, and SQLite) targets.  What is proved:
 - an env.py that fails in the scratch build gives an ``error`` check with
   the scrubbed message and caches nothing;
 - the scratch child never sees the target's URL nor any ``MIGDASH_*``
-  variable, and no scratch database is left on the server.
+  variable, and none of the scratch databases the build created is left on
+  the server (other builds may share it meanwhile).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 import uuid
@@ -137,6 +139,36 @@ def scratch_names(server_url: str) -> set[str]:
             return set(scratch_databases(connection))
     finally:
         db_engine.dispose()
+
+
+_CREATE_SCRATCH = re.compile(rf"^\s*CREATE DATABASE ({SCRATCH_PREFIX}\w+)", re.IGNORECASE)
+
+
+@pytest.fixture
+def created_scratch() -> Iterator[set[str]]:
+    """The name of every scratch database this process creates from here on, on any server.
+
+    Read from the statements themselves (every SQLAlchemy engine), so a build
+    is judged by its own databases only: other builds on the shared server
+    (another pytest-xdist worker, a benchmark) come and go meanwhile.
+    """
+    created: set[str] = set()
+
+    def spy(connection: Any, cursor: Any, statement: str, *rest: Any) -> None:
+        match = _CREATE_SCRATCH.match(statement)
+        if match:
+            created.add(match.group(1))
+
+    sa.event.listen(sa.Engine, "before_cursor_execute", spy)
+    yield created
+    sa.event.remove(sa.Engine, "before_cursor_execute", spy)
+
+
+def assert_all_dropped(server_url: str, created: set[str]) -> None:
+    """Every scratch database in *created* was made and is gone from *server_url*."""
+    assert created, "the build created a scratch database"
+    left = created & scratch_names(server_url)
+    assert not left, f"scratch databases left behind: {sorted(left)}"
 
 
 @pytest.fixture
@@ -480,6 +512,7 @@ def test_the_sqlite_fallback_leaves_only_cosmetic_differences_for_portable_types
 
 def test_mariadb_targets_against_a_mariadb_scratch_server(
     mariadb_server: str,
+    created_scratch: set[str],
     databases: Callable[[str], str],
     project: Path,
     add_target: Callable[..., str],
@@ -492,13 +525,12 @@ def test_mariadb_targets_against_a_mariadb_scratch_server(
     execute(changed, "ALTER TABLE accounts ADD COLUMN note VARCHAR(20)")
     add_target("calm", calm)
     add_target("changed", changed)
-    before = scratch_names(mariadb_server)
     assert check("calm", scratch)["outcome"] == "none"
     drifted = check("changed", scratch)
     assert drifted["outcome"] == "drift", drifted["summary"]
     assert drifted["reference"]["dialect"] == "mysql"
     assert real_items(drifted) == {("added", "column", "accounts.note")}
-    assert scratch_names(mariadb_server) <= before
+    assert_all_dropped(mariadb_server, created_scratch)
     fallback = check("calm", ScratchServers())
     assert fallback["outcome"] == "none", fallback["summary"]
     assert "MIGDASH_SCRATCH_MYSQL_URL" in fallback["reference"]["note"]
@@ -551,6 +583,7 @@ raise RuntimeError("scratch env.py refuses " + context.config.get_main_option("s
 def test_env_py_failing_in_the_scratch_build_is_an_error_and_caches_nothing(
     app: Flask,
     postgres_server: str,
+    created_scratch: set[str],
     databases: Callable[[str], str],
     project: Path,
     add_target: Callable[..., str],
@@ -560,7 +593,6 @@ def test_env_py_failing_in_the_scratch_build_is_an_error_and_caches_nothing(
     alembic(project, url, "upgrade", "heads")
     (project / "env.py").write_text(FAILING_ENV)
     add_target("broken-env", url)
-    before = scratch_names(postgres_server)
     result = check("broken-env", ScratchServers(postgresql=postgres_server))
     assert result["outcome"] == "error"
     assert "scratch env.py refuses" in result["summary"]
@@ -568,7 +600,7 @@ def test_env_py_failing_in_the_scratch_build_is_an_error_and_caches_nothing(
     password = sa.engine.make_url(postgres_server).password
     assert f":{password}@" not in json.dumps(result), "the scratch URL's password is scrubbed"
     assert stored(app) == (["error"], 0), "no reference is cached"
-    assert scratch_names(postgres_server) <= before
+    assert_all_dropped(postgres_server, created_scratch)
 
 
 def test_an_unreadable_target_and_an_unversioned_one(
@@ -608,6 +640,7 @@ with open({log!r}, "a") as _log:
 
 def test_the_scratch_child_sees_only_the_scratch_database(
     postgres_server: str,
+    created_scratch: set[str],
     databases: Callable[[str], str],
     tmp_path: Path,
     add_target: Callable[..., str],
@@ -630,7 +663,6 @@ def test_the_scratch_child_sees_only_the_scratch_database(
         "MIGDASH_SCRATCH_POSTGRES_URL": postgres_server,
     }.items():
         monkeypatch.setenv(name, value)
-    before = scratch_names(postgres_server)
 
     result = check("spied-db", ScratchServers(postgresql=postgres_server))
     assert result["outcome"] == "drift", result["summary"]
@@ -644,10 +676,8 @@ def test_the_scratch_child_sees_only_the_scratch_database(
         assert target_db not in json.dumps(record), "the child saw the target's database"
         assert not [name for name in record["env"] if name.startswith("MIGDASH_")]
     scratch_dbs = {sa.engine.make_url(url).database for url in urls}
-    assert all(str(name).startswith(SCRATCH_PREFIX) for name in scratch_dbs), scratch_dbs
-    left = scratch_names(postgres_server)
-    assert not scratch_dbs & left, "every scratch database is dropped"
-    assert left <= before
+    assert scratch_dbs <= created_scratch, "the child saw only databases this build created"
+    assert_all_dropped(postgres_server, created_scratch)
 
 
 def test_an_abandoned_scratch_database_is_swept_by_the_next_build(
