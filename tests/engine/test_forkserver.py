@@ -12,6 +12,7 @@ server and its children die too.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -31,10 +32,12 @@ from migdash.engine.launch import call_child, start_child
 PROBE_MODULE = "forkprobe"
 PROBE = '''
 """Reports what a child sees, then does what stdin asks."""
-import json, os, sys
+import json, logging, os, sys
 
 request = json.loads(sys.stdin.read() or "{}")
 seen = {
+    "logging": [len(logging.getLogger().handlers), logging.getLogger("alembic").level],
+    "alembic_modules": sorted(m for m in sys.modules if m.startswith("alembic.runtime")),
     "name": __name__,
     "argv": sys.argv[1:],
     "cwd": os.getcwd(),
@@ -86,6 +89,8 @@ def test_a_child_runs_its_module_as_main_in_its_folder(probe_folder: Path) -> No
     assert seen["argv"] == ["one", "two words"]
     assert seen["cwd"] == str(probe_folder)
     assert seen["path0"] == str(probe_folder), "sys.path[0] is the folder, as with python -m"
+    assert seen["logging"] == [0, logging.NOTSET], "logging as a fresh interpreter has it"
+    assert "alembic.runtime.migration" in seen["alembic_modules"], "Alembic is pre-imported"
     assert rest == ["to stderr"], "stderr joins stdout"
     assert seen["fds"] == [0, 1, 2, *[fd for fd in seen["fds"] if fd > 2]]
     assert [fd for fd in seen["fds"] if fd > 2] == [3], "only listdir's own descriptor is open"
