@@ -6,8 +6,9 @@ reaper pass (so a rollout resumed, approved or stuck moves within seconds).
 Each change is a transaction of its own: following the member jobs and
 ending a wave (:func:`~migdash.jobs.rollout_waves.sync_rollout`), then one
 transaction per member started
-(:func:`~migdash.jobs.rollout_waves.start_member`).  Threads of one process
-take turns (a lock), so they do not plan the same member twice; other
+(:func:`~migdash.jobs.rollout_waves.start_member`).  One thread of a process
+advances at a time (the others leave their request with it), so they do not
+plan the same member twice; other
 processes are kept out by the compare-and-set updates and the
 one-pending-job-per-target index, and the loser rolls back.
 """
@@ -45,7 +46,10 @@ class RolloutDriver:
     def __init__(self, services: JobServices) -> None:
         self.services = services
         self.plans: PlanCache = {}
-        self._lock = threading.Lock()
+        self._guard = threading.Lock()
+        self._busy = False
+        self._wanted: set[int] = set()
+        self._wanted_all = False
 
     def after_job(self, job_id: int) -> list[str]:
         """Advance the rollout *job_id* belongs to, if any."""
@@ -54,12 +58,49 @@ class RolloutDriver:
         return self.advance([rollout_id]) if rollout_id is not None else []
 
     def advance(self, rollout_ids: Sequence[int] | None = None) -> list[str]:
-        """Advance every live rollout (or *rollout_ids*) as far as it goes; say what happened."""
-        with self._lock:
+        """Advance every live rollout (or *rollout_ids*) as far as it goes; say what happened.
+
+        One thread of the process advances at a time.  A thread that finds
+        another at it leaves its request with that one, which makes one more
+        pass for it before it stops, and returns at once (with no lines): a
+        worker thread goes back to running jobs instead of queueing behind
+        an advance that would find nothing left to start.
+        """
+        with self._guard:
             if rollout_ids is None:
-                with self.services.sessions() as session:
-                    rollout_ids = live_rollouts(session)
-            return [line for rollout_id in rollout_ids for line in self._advance_one(rollout_id)]
+                self._wanted_all = True
+            else:
+                self._wanted.update(rollout_ids)
+            if self._busy:
+                return []
+            self._busy = True
+        said: list[str] = []
+        try:
+            while (asked := self._next_request()) is not None:
+                said += [line for rollout_id in asked for line in self._advance_one(rollout_id)]
+        except BaseException:
+            with self._guard:
+                self._busy = False
+            raise
+        return said
+
+    def _next_request(self) -> list[int] | None:
+        """The rollouts asked for since the last pass (every live one, if any caller said so).
+
+        None, and this thread is no longer the one advancing, when nobody
+        asked: deciding that and giving the turn up is one step under the
+        guard, so a request left meanwhile is never stranded.
+        """
+        with self._guard:
+            everything, asked = self._wanted_all, sorted(self._wanted)
+            self._wanted_all, self._wanted = False, set()
+            if not everything and not asked:
+                self._busy = False
+                return None
+        if not everything:
+            return asked
+        with self.services.sessions() as session:
+            return sorted(set(live_rollouts(session)) | set(asked))
 
     def _advance_one(self, rollout_id: int) -> list[str]:
         said: list[str] = []
