@@ -43,6 +43,7 @@ from migdash.store.rollout_models import (
 from migdash.store.session import rows_changed
 
 FAILED_JOB = (JobState.FAILED, JobState.REFUSED, JobState.REJECTED, JobState.CANCELLED)
+UNFINISHED_JOB = [s for s in JobState if not s.terminal]
 
 
 class MemberNotStarted(MigdashError):
@@ -74,21 +75,27 @@ def sync_rollout(session: Session, rollout_id: int, now: datetime) -> list[int]:
 
     Returns the ids of waiting members to start now (the next of the
     current wave, up to the concurrency limit); none unless running.  It
-    runs after every member job, so it reads the members as plain rows (one
-    query) and loads as objects only those with a job in flight.
+    runs after every member job, so it reads plain rows: the members whose
+    job has ended (one query, joined to their jobs), then every member's
+    wave and state (one query).
     """
     rollout = session.get(Rollout, rollout_id)
     if rollout is None:
         return []
-    in_flight = session.scalars(
-        sa.select(RolloutMember).where(
+    ended = session.execute(
+        sa.select(
+            RolloutMember.id, RolloutMember.job_id, RolloutMember.target_name, Job.state, Job.error
+        )
+        .outerjoin(Job, Job.id == RolloutMember.job_id)
+        .where(
             RolloutMember.rollout_id == rollout_id,
             RolloutMember.state == MemberState.RUNNING,
             RolloutMember.job_id.is_not(None),
+            sa.or_(Job.id.is_(None), Job.state.not_in(UNFINISHED_JOB)),
         )
     ).all()
-    for member in in_flight:
-        _follow_job(session, rollout, member, now)
+    for member_id, job_id, target_name, job_state, job_error in ended:
+        _follow_job(session, rollout, (member_id, job_id, target_name), job_state, job_error, now)
     session.flush()
     session.refresh(rollout)
     if rollout.state != RolloutState.RUNNING:
@@ -116,9 +123,20 @@ def member_rows(session: Session, rollout_id: int) -> Sequence[MemberRow]:
     ).all()
 
 
-def _follow_job(session: Session, rollout: Rollout, member: RolloutMember, now: datetime) -> None:
-    job = session.get(Job, member.job_id)
-    state = JobState(job.state) if job is not None else JobState.CANCELLED
+def _follow_job(
+    session: Session,
+    rollout: Rollout,
+    member: tuple[int, int | None, str],
+    job_state: str | None,
+    job_error: str | None,
+    now: datetime,
+) -> None:
+    """Record how the member's ended job went (*member*: id, job id, target name).
+
+    A job row that is gone counts as cancelled.
+    """
+    member_id, job_id, target_name = member
+    state = JobState(job_state) if job_state is not None else JobState.CANCELLED
     if not state.terminal:
         return
     values: dict[str, object] = {"finished_at": now}
@@ -126,19 +144,19 @@ def _follow_job(session: Session, rollout: Rollout, member: RolloutMember, now: 
         values["state"], values["error"] = MemberState.SUCCEEDED, None
     elif state == JobState.INTERRUPTED:
         values["state"] = MemberState.INTERRUPTED
-        values["error"] = (job.error if job else None) or "its job was interrupted"
+        values["error"] = job_error or "its job was interrupted"
     elif rollout.state == RolloutState.CANCELLED and state == JobState.CANCELLED:
         values["state"] = MemberState.CANCELLED
     else:
         values["state"] = MemberState.FAILED
-        values["error"] = (job.error if job else None) or f"its job ended {state.value}"
+        values["error"] = job_error or f"its job ended {state.value}"
     moved = rows_changed(
         session,
         sa.update(RolloutMember)
         .where(
-            RolloutMember.id == member.id,
+            RolloutMember.id == member_id,
             RolloutMember.state == MemberState.RUNNING,
-            RolloutMember.job_id == member.job_id,
+            RolloutMember.job_id == job_id,
         )
         .values(**values),
     )
@@ -149,7 +167,7 @@ def _follow_job(session: Session, rollout: Rollout, member: RolloutMember, now: 
             [RolloutState.RUNNING],
             RolloutState.PAUSED,
             updated_at=now,
-            note=f"paused: job {member.job_id} of {member.target_name} was interrupted (its "
+            note=f"paused: job {job_id} of {target_name} was interrupted (its "
             "worker stopped); resume probes the target and runs it again only if needed",
         )
 
