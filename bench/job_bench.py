@@ -150,25 +150,13 @@ def bench_workers(
         )
     for i in range(len(urls)):
         ids.append(json.loads(cli(runner, "upgrade", f"t{i:04d}", "heads", "--json"))["id"])
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MIGDASH_")}
-    env.update({k: str(v) for k, v in settings.items()}, MIGDASH_WORKER_THREADS=str(threads))
     started = time.perf_counter()
-    processes = [
-        subprocess.Popen(  # noqa: S603 - our own module
-            [sys.executable, "-m", "migdash", "worker"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for _ in range(workers)
-    ]
+    processes = start_workers(settings, workers, threads)
     try:
         jobs = wait_for(services, ids)
         wall = time.perf_counter() - started
     finally:
-        for process in processes:
-            process.send_signal(signal.SIGTERM)
-            process.wait(20)
+        stop_workers(processes)
     bad = [(j.id, j.state, j.error) for j in jobs if j.state != JobState.SUCCEEDED]
     assert not bad, bad
     span = (max(j.finished_at for j in jobs) - min(j.started_at for j in jobs)).total_seconds()
@@ -176,6 +164,30 @@ def bench_workers(
     services.probes.close()
     services.db_engine.dispose()
     return span / len(jobs), statistics.mean(runs), wall / len(jobs)
+
+
+def start_workers(
+    settings: dict[str, Any], count: int, threads: int
+) -> list[subprocess.Popen[bytes]]:
+    """*count* ``migdash worker`` processes whose only MIGDASH_ variables are *settings*."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MIGDASH_")}
+    env.update({k: str(v) for k, v in settings.items()}, MIGDASH_WORKER_THREADS=str(threads))
+    return [
+        subprocess.Popen(  # noqa: S603 - our own module
+            [sys.executable, "-m", "migdash", "worker"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(count)
+    ]
+
+
+def stop_workers(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        process.send_signal(signal.SIGTERM)
+    for process in processes:
+        process.wait(30)
 
 
 def cli(runner: Any, *args: str) -> str:

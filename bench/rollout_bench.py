@@ -38,12 +38,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
 import sqlite3
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -54,7 +50,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from flask import Flask
-from job_bench import REVISIONS, bench_in_process, cli, make_targets
+from job_bench import REVISIONS, bench_in_process, cli, make_targets, start_workers, stop_workers
 
 from migdash import create_app
 from migdash.config import ensure_instance
@@ -137,25 +133,8 @@ def build_instance(
 def workers(app: Flask, count: int, threads: int) -> Any:
     """*count* ``migdash worker`` processes on the app's instance, started and beating."""
     settings = services_of(app).settings
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MIGDASH_")}
-    for name in (
-        "MIGDASH_INSTANCE",
-        "MIGDASH_SECRET_KEY",
-        "MIGDASH_QUEUE_URL",
-        "MIGDASH_DATABASE_URL",
-    ):
-        if settings.get(name):
-            env[name] = str(settings[name])
-    env["MIGDASH_WORKER_THREADS"] = str(threads)
-    processes = [
-        subprocess.Popen(  # noqa: S603 - our own module
-            [sys.executable, "-m", "migdash", "worker"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for _ in range(count)
-    ]
+    names = ("MIGDASH_INSTANCE", "MIGDASH_SECRET_KEY", "MIGDASH_QUEUE_URL", "MIGDASH_DATABASE_URL")
+    processes = start_workers({n: settings[n] for n in names if settings.get(n)}, count, threads)
     try:
         deadline = time.monotonic() + 60
         while last_beat(services_of(app).queue) is None:
@@ -164,10 +143,7 @@ def workers(app: Flask, count: int, threads: int) -> Any:
         time.sleep(1.0)  # the others import as fast
         yield processes
     finally:
-        for process in processes:
-            process.send_signal(signal.SIGTERM)
-        for process in processes:
-            process.wait(30)
+        stop_workers(processes)
 
 
 def run_rollout(app: Flask, canary: int, wave: int, concurrency: int) -> RolloutRun:

@@ -110,6 +110,14 @@ def make_target(tmp_path: Path) -> Callable[..., str]:
     return factory
 
 
+def alive(pid: int) -> bool:
+    """Linux: *pid* is running (a zombie, exited but not yet reaped, has an empty command line)."""
+    try:
+        return bool(Path(f"/proc/{pid}/cmdline").read_bytes())
+    except OSError:
+        return False
+
+
 def migrate_to(project: ProjectFixture, url: str, at: str | None) -> None:
     """Create the database file and, unless *at* is None, ``alembic upgrade`` it to *at*."""
     migrate_database(project.location, url, at)

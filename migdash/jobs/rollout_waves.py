@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from migdash.errors import MigdashError
 from migdash.jobs.context import JobServices, enqueue_after_commit
 from migdash.jobs.plans import ActionPlan
-from migdash.jobs.records import add_log, audit_job, move_job
+from migdash.jobs.records import PENDING_STATES, add_log, audit_job, move_job
 from migdash.jobs.requests import request_target_action
 from migdash.jobs.rollouts import PlanCache, move_rollout, plan_fleet
 from migdash.store.models import Approval, ApprovalDecision, Job, JobState, Role
@@ -43,7 +43,6 @@ from migdash.store.rollout_models import (
 from migdash.store.session import rows_changed
 
 FAILED_JOB = (JobState.FAILED, JobState.REFUSED, JobState.REJECTED, JobState.CANCELLED)
-UNFINISHED_JOB = [s for s in JobState if not s.terminal]
 
 
 class MemberNotStarted(MigdashError):
@@ -91,7 +90,7 @@ def sync_rollout(session: Session, rollout_id: int, now: datetime) -> list[int]:
             RolloutMember.rollout_id == rollout_id,
             RolloutMember.state == MemberState.RUNNING,
             RolloutMember.job_id.is_not(None),
-            sa.or_(Job.id.is_(None), Job.state.not_in(UNFINISHED_JOB)),
+            sa.or_(Job.id.is_(None), Job.state.not_in(PENDING_STATES)),
         )
     ).all()
     for member_id, job_id, target_name, job_state, job_error in ended:
@@ -133,12 +132,12 @@ def _follow_job(
 ) -> None:
     """Record how the member's ended job went (*member*: id, job id, target name).
 
+    :func:`sync_rollout` passes only members whose job is no longer pending.
+
     A job row that is gone counts as cancelled.
     """
     member_id, job_id, target_name = member
     state = JobState(job_state) if job_state is not None else JobState.CANCELLED
-    if not state.terminal:
-        return
     values: dict[str, object] = {"finished_at": now}
     if state == JobState.SUCCEEDED:
         values["state"], values["error"] = MemberState.SUCCEEDED, None

@@ -315,7 +315,7 @@ class Worker:
             batch, lines[:] = list(lines), []
         if batch:
             with self.sessions() as session:
-                session.add_all(JobLogLine(job_id=job_id, line=text) for _, text in batch)
+                session.add_all(_output_rows(job_id, [text for _, text in batch]))
                 session.commit()
 
     def _finish(
@@ -344,7 +344,7 @@ class Worker:
                 if job.kind in TARGET_ACTIONS:
                     snapshot = _reflect(job.target)
                 current = reprobe(session, self.services, job.target)
-            session.add_all(JobLogLine(job_id=job_id, line=text) for text in lines)
+            session.add_all(_output_rows(job_id, lines))
             finished = self._record_end(session, job, result, clock, current, now)
             if finished and target_id is not None and current is not None and snapshot is not None:
                 _keep_snapshot(session, job.id, target_id, snapshot, current, now)
@@ -571,6 +571,11 @@ def _converse(result_file: Path, spec: ActionSpec, clock: StepClock) -> int:
         for raw in process.output_lines():  # not to end of file: a leftover may hold it
             clock.line(raw.rstrip("\r\n"))
         return process.wait()
+
+
+def _output_rows(job_id: int, texts: list[str]) -> list[JobLogLine]:
+    """Log rows for lines the job's child printed (written by the heartbeat, and at its end)."""
+    return [JobLogLine(job_id=job_id, line=text) for text in texts]
 
 
 def _append(lines: list[tuple[float, str]], lock: threading.Lock, text: str) -> None:

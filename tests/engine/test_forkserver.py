@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 
 from migdash.engine import launch
 from migdash.engine.launch import call_child, start_child
+from tests.conftest import alive
 
 PROBE_MODULE = "forkprobe"
 PROBE = '''
@@ -173,12 +174,9 @@ def test_a_changed_environment_gets_a_new_server_and_the_old_one_finishes_its_ch
         slow.stdout.read()
         assert slow.wait(30) == 5, "the retiring server let its running child finish"
     deadline = time.monotonic() + 10
-    while Path(f"/proc/{old_server}/cmdline").exists() and time.monotonic() < deadline:
-        if not Path(f"/proc/{old_server}/cmdline").read_bytes():
-            break  # a zombie: exited, not yet reaped by a thread
+    while alive(old_server) and time.monotonic() < deadline:
         time.sleep(0.05)
-    cmdline = Path(f"/proc/{old_server}/cmdline")
-    assert not cmdline.exists() or not cmdline.read_bytes(), "the old server exited"
+    assert not alive(old_server), "the old server exited"
 
 
 def test_a_dead_server_is_replaced_and_its_child_reported_killed(probe_folder: Path) -> None:
@@ -257,14 +255,6 @@ def test_when_the_parent_dies_the_server_and_its_children_die(tmp_path: Path) ->
         time.sleep(0.05)
     assert not alive(child_pid), "the child outlived its parent"
     assert not alive(server_pid), "the fork server outlived its parent"
-
-
-def alive(pid: int) -> bool:
-    """Running (a zombie has an empty command line)."""
-    try:
-        return bool(Path(f"/proc/{pid}/cmdline").read_bytes())
-    except OSError:
-        return False
 
 
 def test_a_forked_copy_of_this_process_starts_its_own_server(probe_folder: Path) -> None:

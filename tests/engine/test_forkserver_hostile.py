@@ -20,6 +20,7 @@ import pytest
 
 from migdash.engine.child import child_environment
 from migdash.engine.launch import ForkServer, call_child, start_child
+from tests.conftest import alive
 
 HOSTILE = textwrap.dedent(
     """
@@ -50,18 +51,11 @@ def folder(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def running(pid: int) -> bool:
-    try:
-        return bool(Path(f"/proc/{pid}/cmdline").read_bytes())
-    except OSError:
-        return False
-
-
 def gone_soon(pid: int, seconds: float = 5.0) -> bool:
     deadline = time.monotonic() + seconds
-    while running(pid) and time.monotonic() < deadline:
+    while alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    return not running(pid)
+    return not alive(pid)
 
 
 @pytest.mark.parametrize("leave", ["group", "session"])
@@ -81,7 +75,7 @@ def test_call_child_returns_by_its_timeout_though_a_process_it_left_holds_stdout
         if leave == "group":
             assert gone_soon(left), "the timeout kills what the child started in its group"
     finally:
-        if running(left):
+        if alive(left):
             os.kill(left, signal.SIGKILL)
 
 
@@ -101,7 +95,7 @@ def test_a_child_that_ended_leaves_nothing_running_that_holds_its_output(folder:
         assert time.monotonic() - started < 10, "end of file waited for the leftover"
         assert gone_soon(left), "the leftover outlived the child"
     finally:
-        if running(left):
+        if alive(left):
             os.kill(left, signal.SIGKILL)
 
 

@@ -19,7 +19,7 @@ from migdash.cli import main
 from migdash.scaffold import RevisionSpec
 from migdash.services import services_of
 from migdash.store.models import TargetLease
-from tests.conftest import migrate_to
+from tests.conftest import alive, migrate_to
 from tests.jobs.conftest import HEARTBEAT_TIMEOUT
 
 
@@ -47,8 +47,8 @@ def runners_of(worker_pid: int) -> list[int]:
 
 
 def still_running(pids: list[int]) -> list[int]:
-    """Those of *pids* that are still alive (a zombie has no command line)."""
-    return [pid for pid in pids if _processes_of([pid]).get(pid, (0, "", b""))[2]]
+    """Those of *pids* that are still alive."""
+    return [pid for pid in pids if alive(pid)]
 
 
 def _processes() -> dict[int, tuple[int, str, bytes]]:
