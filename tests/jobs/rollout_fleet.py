@@ -24,7 +24,7 @@ from migdash.jobs.rollouts import create_rollout
 from migdash.scaffold import RevisionSpec, migrate_database, write_project
 from migdash.services import services_of
 from migdash.store import registry
-from migdash.store.models import Job, JobState, Role, utcnow
+from migdash.store.models import Job, JobLogLine, JobState, Role, utcnow
 from migdash.store.rollout_models import Rollout, RolloutMember
 
 REVISIONS = [
@@ -84,6 +84,17 @@ class Fleet:
             jobs = list(session.scalars(sa.select(Job).order_by(Job.id)))
             session.expunge_all()
             return jobs
+
+    def log(self, job_id: int) -> list[str]:
+        """The job's log lines so far (the worker writes a running job's output every 0.25 s)."""
+        with services_of(self.app).sessions() as session:
+            return list(
+                session.scalars(
+                    sa.select(JobLogLine.line)
+                    .where(JobLogLine.job_id == job_id)
+                    .order_by(JobLogLine.id)
+                )
+            )
 
     def jobs_per_target(self, states: Sequence[JobState] = (JobState.SUCCEEDED,)) -> Counter[str]:
         return Counter(j.target_name for j in self.jobs() if j.state in states)

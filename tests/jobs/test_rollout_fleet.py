@@ -7,6 +7,12 @@ dropped, the rollout resumed, and the worker process is killed with SIGKILL
 while jobs of the next wave run; a fresh worker reaps the interrupted job,
 which pauses the rollout; resumed once more, it finishes, and every target
 was migrated exactly once (counted from the job rows).
+
+The kill lands inside the migration, before its DDL: while a marker file
+exists, b2 sleeps first.  On SQLite, Alembic's DDL is not transactional
+(pysqlite runs ``CREATE TABLE`` in autocommit), so a kill between the
+``CREATE TABLE`` and the version bump would leave the table without the
+revision, and the re-run would fail on it, as it would under Alembic alone.
 """
 
 from __future__ import annotations
@@ -21,14 +27,21 @@ from typing import Any
 from flask import Flask
 
 from migdash.jobs.rollout_control import resume_rollout
+from migdash.scaffold import RevisionSpec
 from migdash.store.models import Job, JobState
 from migdash.store.rollout_models import MemberState, RolloutState
-from tests.jobs.rollout_fleet import Fleet, build_fleet
+from tests.jobs.rollout_fleet import REVISIONS, Fleet, build_fleet
 from tests.jobs.test_worker_process import runners_of, still_running
 
 BROKEN = 15
 """t15: in wave 2 (the canary is t00-t01, wave 1 t02-t11, wave 2 t12-t21)."""
 CONCURRENCY = 4
+SLEEP_FIRST = (
+    "import os, time\n"
+    "if os.path.exists({marker!r}):\n"
+    "    time.sleep(2)  # the test kills the worker now\n"
+    'op.create_table("orders", sa.Column("id", sa.Integer, primary_key=True))\n'
+)
 
 
 def wait_for(
@@ -56,7 +69,14 @@ def overlapping(jobs: list[Job]) -> int:
 def test_fifty_targets_halt_resume_and_survive_a_killed_worker(
     app: Flask, tmp_path: Path, start_worker: Callable[..., Any]
 ) -> None:
-    fleet = build_fleet(app, tmp_path, 50, broken=[BROKEN])
+    marker = tmp_path / "kill-now"
+    revisions = [
+        REVISIONS[0],
+        RevisionSpec(
+            "b2", "a1", "create orders", upgrade_body=SLEEP_FIRST.format(marker=str(marker))
+        ),
+    ]
+    fleet = build_fleet(app, tmp_path, 50, broken=[BROKEN], revisions=revisions)
     rollout_id = fleet.create(canary=2, wave_size=10, concurrency=CONCURRENCY)
     members = fleet.members(rollout_id)
     assert [members[f"t{i:02d}"].wave for i in (0, 1, 2, 11, 12, 21, 22, 49)] == [
@@ -85,7 +105,9 @@ def test_fifty_targets_halt_resume_and_survive_a_killed_worker(
 
     fleet.fix("t15")
     fleet.control(resume_rollout, rollout_id)
+    marker.touch()
     runners = _kill_while_a_job_runs(fleet, worker)
+    marker.unlink()
     start_worker(threads=CONCURRENCY)
     wait_for(fleet, rollout_id, {RolloutState.PAUSED, RolloutState.SUCCEEDED})
     assert fleet.rollout(rollout_id).state == RolloutState.PAUSED, "the interruption paused it"
@@ -107,7 +129,7 @@ def test_fifty_targets_halt_resume_and_survive_a_killed_worker(
 
 
 def _kill_while_a_job_runs(fleet: Fleet, worker: Any) -> list[int]:
-    """SIGKILL the worker as soon as a job of wave 3 or later is running; its runners then."""
+    """SIGKILL the worker once a job of wave 3 or later is inside b2; its runners then."""
     members = fleet.members(fleet.rollout(1).id)
     deadline = time.monotonic() + 60
     while True:
@@ -116,7 +138,7 @@ def _kill_while_a_job_runs(fleet: Fleet, worker: Any) -> list[int]:
             for j in fleet.jobs()
             if j.state == JobState.RUNNING and members[str(j.target_name)].wave >= 3
         ]
-        if running:
+        if any("Running upgrade a1 -> b2" in line for j in running for line in fleet.log(j.id)):
             break
         assert time.monotonic() < deadline, "no job of wave 3 started"
         time.sleep(0.02)
